@@ -1,0 +1,44 @@
+# The two commands of the README: `make demo` and `make test`. Both bootstrap .venv from nothing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Re-install when the dependency declarations change.
+STAMP := $(VENV)/.installed-core
+STAMP_ALL := $(VENV)/.installed-all
+
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test install install-all mmcv lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Core + dev: torch/torchvision first and exact (they install from the machine's local wheels).
+$(STAMP): setup.cfg constraints.txt | $(BIN)/python
+	$(PIP) install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+# Everything, including the detection/segmentation transfer stack (mmcv built once, cached in ~/.cache).
+$(STAMP_ALL): $(STAMP) tools/install_mmcv.sh
+	$(PIP) install -q -c constraints.txt -e '.[dev,transfer]'
+	tools/install_mmcv.sh $(BIN)/python
+	touch $@
+
+install: $(STAMP)
+install-all: $(STAMP_ALL)
+mmcv: $(STAMP_ALL)
+
+demo: $(STAMP)
+	$(BIN)/python tools/demo.py
+
+test: $(STAMP_ALL)
+	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check sparc_eval tests bench tools
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,255 @@
+"""The Python API: ``evaluate()``, ``load_model()``, ``load_task()``. The CLI is a thin layer over it.
+
+``evaluate`` takes a model spec (``open_clip:ViT-B-32``), an already built ``ModelAdapter``, or an
+``nn.Module`` with ``transform`` and ``tokenizer`` (the in-training path), runs each task and, with
+``write=True``, stores one result JSON (+ per-sample JSONL) per task under ``output``. An identical
+earlier run (same model, weights, preprocessing, task config, dataset, seed and limit) is skipped
+unless ``overwrite``; the returned ``Evaluation`` says so.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import SparcEvalError
+from .fileio import sha256_file, sha256_json
+from .results.store import SCHEMA, read_result, result_path, write_result
+from .tasks import TaskConfig, load_suite, load_task
+
+__all__ = ["Evaluation", "evaluate", "load_model", "load_task", "plan_tasks"]
+
+
+@dataclass
+class Evaluation:
+    """Outcome of one (model, task): ``status`` is ``computed`` or ``skipped`` (identical result on disk)."""
+
+    task: str
+    status: str
+    result: dict
+    path: Path | None = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.result["metrics"]
+
+    @property
+    def main_metric(self) -> str:
+        return self.result["main_metric"]
+
+
+def load_model(spec: str, pretrained: str | None = None, **kw):
+    """See ``sparc_eval.models.load_model``."""
+    from .models import load_model as _load
+
+    return _load(spec, pretrained, **kw)
+
+
+def plan_tasks(tasks: Sequence[str] = (), suite: str | None = None, include: Sequence[str | Path] = (),
+               shard: tuple[int, int] | None = None) -> list[str]:
+    """Task names to run: ``tasks`` then the suite's tasks (deduplicated, in order), then the 1-based
+    shard ``(i, n)``: every n-th task starting at the i-th."""
+    names = list(tasks)
+    if suite:
+        names += load_suite(suite, include).tasks
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise SparcEvalError("nothing to run: give --task NAME (repeatable) or --suite NAME")
+    if shard:
+        i, n = shard
+        if not (1 <= i <= n):
+            raise SparcEvalError(f"--shard {i}/{n}: expected 1 <= i <= n")
+        names = names[i - 1::n]
+    return names
+
+
+def _git_revision() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    if not (here / ".git").exists():
+        return None
+    try:
+        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (rev + ("-dirty" if dirty else "")) or None
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("sparc-eval")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return "unknown"
+
+
+def _model_fingerprint(spec: str, pretrained: str | None) -> str:
+    """Cheap identity of the weights before loading: file hashes where files exist, else the strings."""
+    parts: list[Any] = [spec, pretrained]
+    if pretrained and Path(pretrained).expanduser().is_file():
+        parts.append(sha256_file(Path(pretrained).expanduser()))
+    target = Path(spec.split(":", 1)[-1]).expanduser()
+    if spec.split(":", 1)[0] in ("hf", "sparc") and target.is_dir():
+        parts.append({p.name: sha256_file(p) for p in sorted(target.iterdir())
+                      if p.suffix in (".safetensors", ".bin") and p.is_file()})
+    return sha256_json(parts)
+
+
+def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite: str | None = None,
+             pretrained: str | None = None, model_name: str | None = None, transform: Callable | None = None,
+             tokenizer: Callable | None = None, data_root: str | Path | None = None, output: str | Path = "results",
+             write: bool = True, params: Iterable[str] | Mapping[str, Any] = (), include: Sequence[str | Path] = (),
+             device: str | None = None, precision: str = "fp32", batch_size: int = 64, num_workers: int | None = None,
+             limit: int | None = None, seed: int = 0, use_cache: bool = True, cache_dir: str | Path | None = None,
+             overwrite: bool = False, preprocessing: Mapping[str, Any] | None = None, dense: str = "direct",
+             shard: tuple[int, int] | None = None, predictions: str | Path | None = None, progress: bool = True,
+             log: Callable[[str], None] = print) -> list[Evaluation]:
+    """Evaluate ``model`` on ``tasks`` (names, YAML paths or ``TaskConfig``s) and/or a ``suite``."""
+    from .engine import EmbeddingCache, Engine
+    from .models.base import ModelAdapter, ModelIdentity, check_precision, resolve_device
+    from .task_types import EvalContext, get_task_type
+
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if limit is not None and limit < 1:
+        raise SparcEvalError(f"--limit {limit}: expected a positive number of samples")
+    configs: list[TaskConfig] = []
+    names = [t for t in tasks if not isinstance(t, TaskConfig)]
+    if names or suite:
+        names = plan_tasks(names, suite, include, shard)
+    configs = [t for t in tasks if isinstance(t, TaskConfig)] + [
+        load_task(n, include=include, data_root=data_root, overrides=params) for n in names]
+    check_precision(precision)
+    dev = resolve_device(device)
+
+    adapter: ModelAdapter | None = None
+    spec_for_key: str
+    if isinstance(model, ModelAdapter):
+        adapter = model
+        spec_for_key = model.identity.spec
+        model_fp = model.identity.weights_sha256
+        name = model_name or model.identity.name
+    elif isinstance(model, str):
+        from .models import default_model_name
+
+        spec_for_key = model
+        name = model_name or default_model_name(model, pretrained)
+        model_fp = _model_fingerprint(model, pretrained)
+    elif model is None:
+        spec_for_key, name, model_fp = "none", model_name or "predictions", "none"
+    else:
+        from .models.python_adapter import wrap_module
+
+        if transform is None or tokenizer is None:
+            raise SparcEvalError("evaluate(nn.Module): pass transform= and tokenizer= with the module")
+        spec_for_key = f"module:{type(model).__qualname__}"
+        name = model_name or type(model).__name__.lower()
+        model_fp = sha256_json({"module": spec_for_key, "id": id(model), "time": time.time()})
+        adapter = wrap_module(model, transform, tokenizer, identity=ModelIdentity(spec_for_key, None, name, model_fp),
+                              device=dev, precision=precision)
+
+    def get_adapter() -> ModelAdapter:
+        nonlocal adapter
+        if adapter is None:
+            if not isinstance(model, str):
+                raise SparcEvalError("this task needs a model: pass --model")
+            log(f"loading model {model}" + (f" ({pretrained})" if pretrained else ""))
+            adapter = load_model(model, pretrained, device=dev, precision=precision, model_name=name, seed=seed,
+                                 preprocessing=dict(preprocessing or {}), dense=dense)
+        return adapter
+
+    cache = EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir else None) if use_cache else None
+    engine: Engine | None = None
+    out: list[Evaluation] = []
+    git = _git_revision()
+    for cfg in configs:
+        task = get_task_type(cfg.type).from_config(cfg)
+        run_key = sha256_json({"task": cfg.config_sha256, "model": model_fp, "spec": spec_for_key, "name": name,
+                               "preprocessing": dict(preprocessing or {}), "precision": precision, "seed": seed,
+                               "limit": limit, "dense": dense,
+                               "predictions": sha256_file(predictions) if predictions else None})
+        path = result_path(output, name, cfg.name)
+        if write and not overwrite and path.is_file():
+            try:
+                old = read_result(path)
+            except SparcEvalError:
+                old = None
+            if old is not None and old.get("run_key") == run_key:
+                if old["dataset"].get("fingerprint") == task.load_data(limit).fingerprint:
+                    log(f"{cfg.name}: identical result exists at {path}; skipped (use --overwrite to recompute)")
+                    out.append(Evaluation(cfg.name, "skipped", old, path))
+                    continue
+        started = _dt.datetime.now(_dt.timezone.utc)
+        t0 = time.perf_counter()
+        if task.needs_model:
+            m = get_adapter()
+            missing = [c for c in task.requires if not m.supports(c)]
+            if missing:
+                raise SparcEvalError(f"task {cfg.name!r} needs model outputs {missing}, which {m.identity.name!r} "
+                                     f"does not provide")
+            if engine is None:
+                engine = Engine(m, cache=cache, batch_size=batch_size, num_workers=num_workers, progress=progress)
+        else:
+            m = adapter
+        ctx = EvalContext(engine=engine, seed=seed, limit=limit, progress=progress, log=log,
+                          work_dir=path.parent if write else None,
+                          predictions=Path(predictions) if predictions else None)
+        stats_before = engine.stats.as_dict() if engine else {}
+        res = task.evaluate(m, ctx)
+        wall = time.perf_counter() - t0
+        result = _result_dict(cfg, res, m, name, spec_for_key, seed, limit, run_key, started, wall, precision,
+                              batch_size, dev, git, engine, stats_before)
+        if write:
+            write_result(path, result, res.records)
+            log(f"{cfg.name}: wrote {path}")
+        out.append(Evaluation(cfg.name, "computed", result, path if write else None))
+    return out
+
+
+def _result_dict(cfg: TaskConfig, res, model, name: str, spec: str, seed: int, limit: int | None, run_key: str,
+                 started, wall: float, precision: str, batch_size: int, device, git, engine, stats_before) -> dict:
+    import torch
+
+    from .metrics.registry import check_keys
+    from .results.aggregate import intervals
+
+    check_keys(res.metrics, f"task {cfg.name}")
+    ivals = intervals(res.records, res.aggregations, seed=seed) if res.records and res.aggregations else {}
+    stats = {}
+    if engine is not None:
+        now = engine.stats.as_dict()
+        stats = {k: now[k] - stats_before.get(k, 0) for k in now}
+    identity = model.identity.as_dict() if model is not None else {"spec": spec, "pretrained": None, "name": name,
+                                                                      "weights_sha256": None}
+    identity["name"] = name
+    return {
+        "schema": SCHEMA,
+        "task": {"name": cfg.name, "type": cfg.type, "version": cfg.version, "config_sha256": cfg.config_sha256,
+                 "groups": cfg.groups, "config": cfg.as_dict()},
+        "model": identity,
+        "dataset": {"name": cfg.dataset.get("name"), "format": cfg.dataset["format"],
+                    "fingerprint": res.dataset_fingerprint, "n_total": res.n_total, "n_used": res.n_used,
+                    "limit": limit, "partial": bool(limit is not None and res.n_used < res.n_total)},
+        "seed": seed,
+        "metrics": res.metrics,
+        "main_metric": res.main_metric,
+        "intervals": ivals,
+        "chance": res.chance,
+        "aggregations": res.aggregations,
+        "details": res.details,
+        "preprocessing": model.preprocessing if model is not None else {},
+        "provenance": {"sparc_eval": _version(), "git": git, "torch": torch.__version__, "python": platform.python_version(),
+                       "host": platform.node(), "device": str(device), "precision": precision, "batch_size": batch_size,
+                       "threads": torch.get_num_threads(), "started": started.isoformat(timespec="seconds"),
+                       "wall_s": round(wall, 3), "engine": stats, "pid": os.getpid()},
+        "run_key": run_key,
+    }

@@ -1,0 +1,79 @@
+"""``sparc-eval run``: evaluate a model on tasks or a suite."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import UserError, log
+
+
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    i, sep, n = value.partition("/")
+    if not sep or not i.isdigit() or not n.isdigit() or not (1 <= int(i) <= int(n)):
+        raise UserError(f"--shard {value!r}: expected i/n with 1 <= i <= n (e.g. 3/16)")
+    return int(i), int(n)
+
+
+@click.command()
+@click.option("--task", "tasks", multiple=True, metavar="NAME", help="Task name or YAML path (repeatable).")
+@click.option("--suite", metavar="NAME", help="Run every task of a suite (tasks/suites/NAME.yaml).")
+@click.option("--model", "model_spec", metavar="SPEC",
+              help="open_clip:ARCH, hf:DIR_OR_NAME, sparc:DIR or py:module:function.")
+@click.option("--pretrained", metavar="TAG_OR_FILE", help="open_clip tag (local cache only) or weights file.")
+@click.option("--model-name", metavar="NAME", help="Name of the model in results (default: slug of spec).")
+@click.option("--data-root", envvar="SPARC_EVAL_DATA", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder holding the datasets (env SPARC_EVAL_DATA).")
+@click.option("--output", "-o", default="results", show_default=True, type=click.Path(path_type=Path),
+              help="Results folder.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--num-workers", type=click.IntRange(0), help="DataLoader workers (default: up to 4).")
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N images (result marked partial).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for random init, bootstrap, splits.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a task param or dataset key.")
+@click.option("--include-path", "include", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Extra folder of task YAMLs (repeatable).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Cache folder (default $SPARC_EVAL_CACHE or ~/.cache/sparc-eval).")
+@click.option("--overwrite", is_flag=True, help="Recompute results that already exist.")
+@click.option("--resolution", type=click.IntRange(8), help="Override the image resolution.")
+@click.option("--interpolation", type=click.Choice(["bicubic", "bilinear", "nearest"]), help="Override interpolation.")
+@click.option("--crop", type=click.Choice(["center", "squash", "pad"]), help="Override the crop mode.")
+@click.option("--dense", type=click.Choice(["direct", "maskclip"]), default="direct", show_default=True,
+              help="Dense patch-embedding path of CLIP-style ViTs.")
+@click.option("--shard", metavar="I/N", help="Run only the I-th of N interleaved slices of the task list (1-based).")
+@click.option("--predictions", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Captions file to score (caption tasks; no --model needed).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")
+def run(tasks, suite, model_spec, pretrained, model_name, data_root, output, device, precision, batch_size,
+        num_workers, limit, seed, params, include, no_cache, cache_dir, overwrite, resolution, interpolation, crop,
+        dense, shard, predictions, quiet) -> None:
+    """Evaluate a model on tasks or a suite and print a results table.
+
+    \b
+    sparc-eval run --task coco-retrieval --model open_clip:ViT-B-32 --pretrained ep32.pt --data-root /datasets
+    sparc-eval run --suite demo --model open_clip:ViT-Tiny-8-64
+    """
+    from ..api import evaluate
+
+    if model_spec is None and predictions is None:
+        raise UserError("--model is required (or --predictions for caption tasks)")
+    evals = evaluate(model_spec, list(tasks), suite=suite, pretrained=pretrained, model_name=model_name,
+                     data_root=data_root, output=output, params=params, include=include,
+                     device=device, precision=precision, batch_size=batch_size, num_workers=num_workers, limit=limit,
+                     seed=seed, use_cache=not no_cache, cache_dir=cache_dir, overwrite=overwrite,
+                     preprocessing={"resolution": resolution, "interpolation": interpolation, "crop": crop},
+                     dense=dense, shard=_parse_shard(shard), predictions=predictions, progress=not quiet,
+                     log=(lambda m: None) if quiet else log)
+    from ..results.table import print_run_table
+
+    print_run_table(evals)
+
+
+
+COMMANDS = [run]

@@ -1,0 +1,363 @@
+"""The shapes world: a small, deterministic world of coloured shapes written in real dataset formats.
+
+Each image (default 64x64, grey background) holds 1-3 shapes on a 3x3 grid of cells. A shape has a
+kind (circle, square, triangle, diamond, star, cross), a colour (8) and a size (small, large).
+Captions describe attributes, positions, spatial relations and counts, so fine-grained
+understanding (which colour goes with which shape, what is left of what) is measurable. Captions
+are unique within each evaluation split, so an oracle can reach 100.
+
+``generate(root, ...)`` writes, from a seed, byte-identically on every run:
+
+- ``world.json``: the ground truth (every scene: objects with polygons and boxes, captions, split);
+- ``images/NNNNNN.png``: all images;
+- ``dataset_shapes.json``: Karpathy split JSON (splits train, restval, val, test; some images have 6
+  captions, as in COCO);
+- ``annotations/captions_<split>.json`` and ``annotations/instances_<split>.json``: COCO captions and
+  COCO instances (polygons, boxes, areas; category ids 1, 3, 4, 7, 8, 10 are gapped on purpose);
+- ``VOCdevkit/VOC2012/``: ``JPEGImages/*.jpg``, ``SegmentationClass/*.png`` (palette PNGs: 0
+  background, 1-6 the kinds, 255 a one-pixel void border around every shape, as VOC) and
+  ``ImageSets/Segmentation/{train,val}.txt`` (val = the world's test split);
+- ``imagefolder/<split>/<kind>/*.png``: the single-shape images as an ImageFolder classification set;
+- ``sugarcrepe/<category>.json``: SugarCrepe-style (caption, negative_caption) pairs for the
+  two-shape test images (swap_att, replace_att, replace_obj, replace_rel, swap_obj, add_obj, add_att).
+
+``default_world()`` generates the standard world once into the cache folder and returns its path;
+task YAMLs refer to it as ``${shapes}``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..fileio import atomic_write_json, cache_root, sha256_json
+
+WORLD_VERSION = 1
+KINDS = ("circle", "square", "triangle", "diamond", "star", "cross")
+COLOURS = {
+    "red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 119, 180), "yellow": (240, 200, 30),
+    "purple": (148, 103, 189), "orange": (255, 127, 14), "white": (245, 245, 245), "black": (25, 25, 25),
+}
+SIZES = {"small": 0.22, "large": 0.34}
+BACKGROUND = (128, 128, 128)
+CATEGORY_IDS = (1, 3, 4, 7, 8, 10)
+ROWS = ("top", "middle", "bottom")
+COLS = ("left", "center", "right")
+SUGARCREPE_CATEGORIES = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
+DEFAULT_SPLITS = {"train": 1600, "restval": 200, "val": 300, "test": 1000}
+VOC_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128] + [0] * (3 * 248) \
+    + [224, 224, 192]
+
+
+@dataclass
+class Shape:
+    kind: str
+    colour: str
+    size: str
+    row: int
+    col: int
+    cx: float
+    cy: float
+
+    def phrase(self, with_size: bool = False) -> str:
+        return f"{self.size} {self.colour} {self.kind}" if with_size else f"{self.colour} {self.kind}"
+
+    @property
+    def position(self) -> str:
+        if (self.row, self.col) == (1, 1):
+            return "center"
+        if self.row == 1:
+            return f"middle {COLS[self.col]}"
+        if self.col == 1:
+            return ROWS[self.row]
+        return f"{ROWS[self.row]} {COLS[self.col]}"
+
+
+def polygon(shape: Shape, image_size: int) -> list[tuple[float, float]]:
+    """Vertices of the shape in pixel coordinates (x, y)."""
+    r = SIZES[shape.size] * image_size / 2
+    cx, cy = shape.cx, shape.cy
+    if shape.kind == "circle":
+        pts = [(math.cos(2 * math.pi * i / 24), math.sin(2 * math.pi * i / 24)) for i in range(24)]
+    elif shape.kind == "square":
+        s = 0.8
+        pts = [(-s, -s), (s, -s), (s, s), (-s, s)]
+    elif shape.kind == "triangle":
+        pts = [(0, -1), (0.9, 0.75), (-0.9, 0.75)]
+    elif shape.kind == "diamond":
+        pts = [(0, -1), (0.75, 0), (0, 1), (-0.75, 0)]
+    elif shape.kind == "star":
+        pts = [((1 if i % 2 == 0 else 0.45) * math.sin(math.pi * i / 5),
+                -(1 if i % 2 == 0 else 0.45) * math.cos(math.pi * i / 5)) for i in range(10)]
+    else:
+        a, b = 0.32, 1.0
+        pts = [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a),
+               (-a, -a)]
+    return [(round(cx + r * x, 2), round(cy + r * y, 2)) for x, y in pts]
+
+
+def _relation(a: Shape, b: Shape) -> tuple[str, str]:
+    """(a relation b, b inverse a), e.g. ("to the left of", "to the right of")."""
+    if a.col != b.col:
+        return ("to the left of", "to the right of") if a.col < b.col else ("to the right of", "to the left of")
+    return ("above", "below") if a.row < b.row else ("below", "above")
+
+
+_ARTICLE = re.compile(r"\ba (?=[aeiou])")
+
+
+def _articles(text: str) -> str:
+    """Fix the indefinite article before a vowel ("a orange" -> "an orange")."""
+    return _ARTICLE.sub("an ", text)
+
+
+def _plural(kind: str) -> str:
+    return kind + ("es" if kind.endswith("s") else "s")
+
+
+def captions(shapes: list[Shape], n: int) -> list[str]:
+    """``n`` (5 or 6) distinct captions of a scene."""
+    if len(shapes) == 1:
+        (a,) = shapes
+        out = [f"a {a.phrase(True)}", f"a {a.phrase()} in the {a.position}", f"a single {a.phrase()} on a grey background",
+               f"one {a.phrase(True)} in the {a.position}", f"a picture of a {a.phrase()}",
+               f"a {a.size} {a.kind} coloured {a.colour}"]
+    elif len(shapes) == 2:
+        a, b = shapes
+        rel, inv = _relation(a, b)
+        out = [f"a {a.phrase()} {rel} a {b.phrase()}", f"a {b.phrase()} {inv} a {a.phrase()}",
+               f"a {a.phrase(True)} and a {b.phrase(True)}",
+               f"two shapes: a {a.phrase()} in the {a.position} and a {b.phrase()} in the {b.position}",
+               f"a {b.phrase(True)} {inv} a {a.phrase(True)}"]
+        if a.kind == b.kind and a.colour == b.colour:
+            out[2] = f"two {a.colour} {_plural(a.kind)}, one {a.size} and one {b.size}"
+        out.append(f"a {a.phrase()} and a {b.phrase()} on a grey background")
+    else:
+        a, b, c = shapes
+        rel, inv = _relation(a, b)
+        out = [f"a {a.phrase()}, a {b.phrase()} and a {c.phrase()}",
+               f"three shapes: a {a.phrase()} {rel} a {b.phrase()}, and a {c.phrase()}",
+               f"a {c.phrase(True)} in the {c.position} with a {a.phrase()} and a {b.phrase()}",
+               f"a {b.phrase()} {inv} a {a.phrase()}, plus a {c.phrase()}",
+               f"a {a.phrase(True)}, a {b.phrase(True)} and a {c.phrase(True)}",
+               f"three shapes on a grey background: a {c.phrase()}, a {b.phrase()} and a {a.phrase()}"]
+        counts: dict[tuple[str, str], int] = {}
+        for s in shapes:
+            counts[(s.colour, s.kind)] = counts.get((s.colour, s.kind), 0) + 1
+        if max(counts.values()) > 1:
+            (colour, kind), k = max(counts.items(), key=lambda kv: kv[1])
+            out[4] = f"{'two' if k == 2 else 'three'} {colour} {_plural(kind)} among three shapes"
+    return [_articles(c) for c in out[:n]]
+
+
+def sample_scene(rng: random.Random, image_size: int) -> list[Shape]:
+    n = rng.choices((1, 2, 3), weights=(1, 2, 1))[0]
+    cells = rng.sample(range(9), n)
+    shapes = []
+    for i, cell in enumerate(cells):
+        row, col = divmod(cell, 3)
+        if i > 0 and rng.random() < 0.15:
+            kind, colour = shapes[0].kind, shapes[0].colour
+        else:
+            kind, colour = rng.choice(KINDS), rng.choice(list(COLOURS))
+        size = rng.choice(list(SIZES))
+        cell_px = image_size / 3
+        jitter = cell_px * 0.12
+        cx = round((col + 0.5) * cell_px + rng.uniform(-jitter, jitter), 2)
+        cy = round((row + 0.5) * cell_px + rng.uniform(-jitter, jitter), 2)
+        shapes.append(Shape(kind, colour, size, row, col, cx, cy))
+    return shapes
+
+
+def render(shapes: list[Shape], image_size: int) -> tuple[Image.Image, list[np.ndarray]]:
+    """The RGB image and one boolean mask per shape (exactly the drawn pixels; later shapes on top)."""
+    img = Image.new("RGB", (image_size, image_size), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    owner = Image.new("L", (image_size, image_size), 0)
+    odraw = ImageDraw.Draw(owner)
+    for i, s in enumerate(shapes):
+        pts = polygon(s, image_size)
+        draw.polygon(pts, fill=COLOURS[s.colour])
+        odraw.polygon(pts, fill=i + 1)
+    own = np.asarray(owner)
+    return img, [own == i + 1 for i in range(len(shapes))]
+
+
+def _bbox(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
+def _voc_mask(shapes: list[Shape], masks: list[np.ndarray]) -> Image.Image:
+    label = np.zeros(masks[0].shape, dtype=np.uint8)
+    union = np.zeros_like(masks[0])
+    for s, m in zip(shapes, masks):
+        label[m] = KINDS.index(s.kind) + 1
+        union |= m
+    grown = union.copy()
+    grown[1:] |= union[:-1]
+    grown[:-1] |= union[1:]
+    grown[:, 1:] |= union[:, :-1]
+    grown[:, :-1] |= union[:, 1:]
+    label[grown & ~union] = 255
+    out = Image.fromarray(label, mode="P")
+    out.putpalette(VOC_PALETTE)
+    return out
+
+
+def _negatives(shapes: list[Shape], rng: random.Random) -> dict[str, tuple[str, str]]:
+    """SugarCrepe-style (positive, negative) caption pairs for a two-shape scene."""
+    a, b = shapes
+    rel, _ = _relation(a, b)
+    other_colour = rng.choice([c for c in COLOURS if c not in (a.colour, b.colour)])
+    other_kind = rng.choice([k for k in KINDS if k not in (a.kind, b.kind)])
+    third = rng.choice([k for k in KINDS if k not in (a.kind, b.kind)])
+    opposite = {"to the left of": "to the right of", "to the right of": "to the left of", "above": "below",
+                "below": "above"}[rel]
+    pos = f"a {a.phrase()} {rel} a {b.phrase()}"
+    both = f"a {a.phrase()} and a {b.phrase()}"
+    wrong_size = "large" if a.size == "small" else "small"
+    out = {
+        "replace_att": (pos, f"a {other_colour} {a.kind} {rel} a {b.phrase()}"),
+        "replace_obj": (pos, f"a {a.colour} {other_kind} {rel} a {b.phrase()}"),
+        "replace_rel": (pos, f"a {a.phrase()} {opposite} a {b.phrase()}"),
+        "add_obj": (both, f"a {a.phrase()}, a {b.phrase()} and a {rng.choice(list(COLOURS))} {third}"),
+        "add_att": (f"a {a.kind} and a {b.phrase()}", f"a {wrong_size} {a.kind} and a {b.phrase()}"),
+    }
+    if a.colour != b.colour:
+        out["swap_att"] = (pos, f"a {b.colour} {a.kind} {rel} a {a.colour} {b.kind}")
+    if a.kind != b.kind:
+        out["swap_obj"] = (pos, f"a {a.colour} {b.kind} {rel} a {b.colour} {a.kind}")
+    return {k: (_articles(p), _articles(n)) for k, (p, n) in out.items()}
+
+
+def generate(root: Path | str, splits: dict[str, int] | None = None, seed: int = 0, image_size: int = 64) -> Path:
+    """Write the shapes world into ``root`` (created; must be empty or absent). Deterministic in the seed."""
+    root = Path(root)
+    splits = dict(DEFAULT_SPLITS if splits is None else splits)
+    rng = random.Random(seed)
+    scenes = []
+    used: dict[str, set[str]] = {}
+    eval_split = {"val", "test"}
+    for split, n in splits.items():
+        used.setdefault(split, set())
+        made = 0
+        while made < n:
+            shapes = sample_scene(rng, image_size)
+            n_caps = 6 if len(scenes) % 7 == 3 else 5
+            caps = captions(shapes, n_caps)
+            if split in eval_split and (len(set(caps)) < len(caps) or used[split] & set(caps)):
+                continue
+            used[split].update(caps)
+            scenes.append({"id": len(scenes), "split": split, "shapes": shapes, "captions": caps})
+            made += 1
+    for d in ("images", "annotations", "VOCdevkit/VOC2012/JPEGImages", "VOCdevkit/VOC2012/SegmentationClass",
+              "VOCdevkit/VOC2012/ImageSets/Segmentation", "sugarcrepe"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    world = {"version": WORLD_VERSION, "seed": seed, "image_size": image_size, "splits": splits,
+             "kinds": list(KINDS), "colours": list(COLOURS), "category_ids": list(CATEGORY_IDS), "scenes": []}
+    coco = {s: {"images": [], "captions": [], "instances": []} for s in splits}
+    karpathy = []
+    voc_lists: dict[str, list[str]] = {"train": [], "val": []}
+    sugar: dict[str, dict] = {c: {} for c in SUGARCREPE_CATEGORIES}
+    neg_rng = random.Random(seed + 1)
+    sent_id = ann_id = 0
+    for sc in scenes:
+        sid, split, shapes = sc["id"], sc["split"], sc["shapes"]
+        fname = f"{sid:06d}.png"
+        img, masks = render(shapes, image_size)
+        img.save(root / "images" / fname, optimize=False)
+        objects = []
+        for s, m in zip(shapes, masks):
+            pts = polygon(s, image_size)
+            objects.append({**asdict(s), "category_id": CATEGORY_IDS[KINDS.index(s.kind)], "bbox": _bbox(m),
+                            "area": float(m.sum()), "polygon": [c for p in pts for c in p]})
+        world["scenes"].append({"id": sid, "file": f"images/{fname}", "split": split, "objects": objects,
+                                "captions": sc["captions"]})
+        cs = coco[split]
+        cs["images"].append({"id": sid, "file_name": fname, "width": image_size, "height": image_size})
+        sentences = []
+        for cap in sc["captions"]:
+            cs["captions"].append({"id": sent_id, "image_id": sid, "caption": cap})
+            sentences.append({"raw": cap, "tokens": cap.replace(",", "").replace(":", "").split(), "imgid": sid,
+                              "sentid": sent_id})
+            sent_id += 1
+        karpathy.append({"split": split, "filepath": "images", "filename": fname, "imgid": sid, "cocoid": sid,
+                         "sentids": [s["sentid"] for s in sentences], "sentences": sentences})
+        for o in objects:
+            cs["instances"].append({"id": ann_id + 1, "image_id": sid, "category_id": o["category_id"],
+                                    "bbox": o["bbox"], "area": o["area"], "iscrowd": 0,
+                                    "segmentation": [o["polygon"]]})
+            ann_id += 1
+        voc_split = "val" if split == "test" else ("train" if split in ("train", "restval") else None)
+        if voc_split:
+            stem = f"{sid:06d}"
+            img.save(root / "VOCdevkit/VOC2012/JPEGImages" / f"{stem}.jpg", quality=95)
+            _voc_mask(shapes, masks).save(root / "VOCdevkit/VOC2012/SegmentationClass" / f"{stem}.png")
+            voc_lists[voc_split].append(stem)
+        if len(shapes) == 1:
+            folder = root / "imagefolder" / split / shapes[0].kind
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / "images" / fname, folder / fname)
+        if split == "test" and len(shapes) == 2:
+            for cat, (pos, neg) in _negatives(shapes, neg_rng).items():
+                sugar[cat][str(sid)] = {"filename": fname, "caption": pos, "negative_caption": neg}
+    categories = [{"id": cid, "name": k, "supercategory": "shape"} for k, cid in zip(KINDS, CATEGORY_IDS)]
+    info = {"description": "sparc-eval shapes world", "version": str(WORLD_VERSION), "year": 2026}
+    for split, cs in coco.items():
+        atomic_write_json(root / "annotations" / f"captions_{split}.json",
+                          {"info": info, "licenses": [], "images": cs["images"], "annotations": cs["captions"]})
+        atomic_write_json(root / "annotations" / f"instances_{split}.json",
+                          {"info": info, "licenses": [], "images": cs["images"], "annotations": cs["instances"],
+                           "categories": categories})
+    atomic_write_json(root / "dataset_shapes.json", {"dataset": "shapes", "images": karpathy})
+    for split, stems in voc_lists.items():
+        (root / "VOCdevkit/VOC2012/ImageSets/Segmentation" / f"{split}.txt").write_text(
+            "".join(s + "\n" for s in stems))
+    for cat, items in sugar.items():
+        atomic_write_json(root / "sugarcrepe" / f"{cat}.json", items)
+    (root / "imagefolder" / "classnames.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "imagefolder" / "classnames.txt").write_text("".join(k + "\n" for k in KINDS))
+    atomic_write_json(root / "world.json", world)
+    return root
+
+
+def world_id(splits: dict[str, int] | None = None, seed: int = 0, image_size: int = 64) -> str:
+    params = {"version": WORLD_VERSION, "splits": splits or DEFAULT_SPLITS, "seed": seed, "image_size": image_size}
+    return f"v{WORLD_VERSION}-{sha256_json(params)[:12]}"
+
+
+def default_world(splits: dict[str, int] | None = None, seed: int = 0, image_size: int = 64) -> Path:
+    """The standard shapes world in the cache folder, generated on first use (atomically)."""
+    target = cache_root() / "shapes" / world_id(splits, seed, image_size)
+    if (target / "world.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        generate(tmp, splits, seed, image_size)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "world.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_world(root: Path | str) -> dict:
+    """The ground truth ``world.json`` of a generated world."""
+    with (Path(root) / "world.json").open(encoding="utf-8") as f:
+        return json.load(f)

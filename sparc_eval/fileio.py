@@ -1,0 +1,86 @@
+"""Small file utilities shared by every layer: atomic writes, hashing, the cache folder.
+
+Atomic writes go to a temp file in the target's folder and are renamed over the target, so a
+killed process never leaves a half-written file and concurrent writers of the same content are
+safe (the last rename wins, each rename is whole).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """``$SPARC_EVAL_CACHE``, else ``$XDG_CACHE_HOME/sparc-eval``, else ``~/.cache/sparc-eval``."""
+    env = os.environ.get("SPARC_EVAL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sparc-eval"
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it is renamed to ``path``, on error removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path | str, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_json(obj) -> str:
+    """Hash of a JSON-serialisable object, independent of key order."""
+    return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+
+def sha256_file(path: Path | str, memo: bool = True) -> str:
+    """sha256 of a file's bytes. With ``memo``, the digest is remembered in the cache folder keyed by
+    (absolute path, size, mtime), so multi-GB checkpoints are hashed once."""
+    path = Path(path)
+    st = path.stat()
+    key = sha256_json([str(path.resolve()), st.st_size, st.st_mtime_ns])
+    memo_file = cache_root() / "file-hashes" / key
+    if memo and memo_file.exists():
+        return memo_file.read_text().strip()
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if memo:
+        try:
+            atomic_write_text(memo_file, digest)
+        except OSError:
+            pass
+    return digest

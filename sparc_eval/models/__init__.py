@@ -1,0 +1,57 @@
+"""Model loaders by spec prefix (``open_clip:``, ``hf:``, ``py:``, ``sparc:``), extensible through the
+``sparc_eval.models`` entry-point group (name = prefix, value = ``module:load`` function)."""
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from ..errors import ModelLoadError, UnknownNameError
+from ..results.store import slug
+from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, check_precision, resolve_device
+
+BUILTIN = {
+    "open_clip": "sparc_eval.models.open_clip_adapter:load",
+    "hf": "sparc_eval.models.hf_adapter:load",
+    "py": "sparc_eval.models.python_adapter:load",
+    "sparc": "sparc_eval.models.sparc_adapter:load",
+}
+
+__all__ = ["ModelAdapter", "ModelIdentity", "PatchEmbeddings", "UnsupportedCapability", "load_model", "loaders",
+           "default_model_name"]
+
+
+def loaders() -> dict[str, str]:
+    """Spec prefix -> ``module:function`` of its loader (built-ins plus installed plugins)."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group="sparc_eval.models"):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def default_model_name(spec: str, pretrained: str | None) -> str:
+    """Slug of spec and pretrained (a file contributes its parent folder and stem)."""
+    if pretrained:
+        from pathlib import Path
+
+        p = Path(pretrained)
+        tag = f"{p.parent.name}-{p.stem}" if p.suffix else p.name or pretrained
+        return slug(f"{spec}-{tag}")
+    return slug(spec)
+
+
+def load_model(spec: str, pretrained: str | None = None, *, device=None, precision: str = "fp32",
+               model_name: str | None = None, seed: int = 0, preprocessing: dict | None = None,
+               dense: str = "direct") -> ModelAdapter:
+    """Build the adapter for ``spec`` (see DESIGN.md §3 for the spec forms)."""
+    prefix, sep, rest = spec.partition(":")
+    table = loaders()
+    if not sep or not rest:
+        raise ModelLoadError(f"--model {spec!r}: expected PREFIX:NAME with PREFIX one of {', '.join(sorted(table))} "
+                             f"(e.g. open_clip:ViT-B-32, hf:/models/clip, py:mymodule:build)")
+    if prefix not in table:
+        raise UnknownNameError("model type", prefix, sorted(table))
+    module_name, _, fn_name = table[prefix].partition(":")
+    load = getattr(importlib.import_module(module_name), fn_name)
+    return load(spec, pretrained, device=resolve_device(device), precision=check_precision(precision),
+                name=model_name or default_model_name(spec, pretrained), seed=seed, preprocessing=preprocessing,
+                dense=dense)

@@ -1,0 +1,134 @@
+"""The model adapter contract every loader returns.
+
+An adapter turns any image-text model into the same small interface:
+
+- ``image_transform(PIL.Image) -> Tensor[3, H, W]`` (or any tensor the model's ``encode_images`` takes),
+- ``encode_images(batch) -> Tensor[B, D]`` and ``encode_texts(list[str]) -> Tensor[B, D]``, both
+  l2-normalised, in float32, in the joint space,
+- optionally the dense outputs used by fine-grained tasks:
+  ``encode_image_patches(batch) -> PatchEmbeddings`` ([B, P, D] in the joint space plus the grid) and
+  ``encode_text_tokens(list[str]) -> (Tensor[B, L, D], Tensor[B, L] bool mask)``,
+- ``identity`` (spec, pretrained, name, weights_sha256) and ``preprocessing`` (everything that changes
+  numbers: resolution, interpolation, crop, mean/std, text context length), recorded in results.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SparcEvalError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+CAPABILITIES = ("image_patches", "text_tokens")
+
+
+class UnsupportedCapability(SparcEvalError):
+    """The model has no such output (e.g. dense patch embeddings for a ConvNet)."""
+
+
+@dataclass
+class PatchEmbeddings:
+    """Dense image output: ``embeddings`` [B, P, D] in the joint space (not normalised), row-major
+    over ``grid`` = (rows, cols) with rows * cols = P."""
+
+    embeddings: torch.Tensor
+    grid: tuple[int, int]
+
+
+@dataclass
+class ModelIdentity:
+    spec: str
+    pretrained: str | None
+    name: str
+    weights_sha256: str
+
+    def as_dict(self) -> dict:
+        return {"spec": self.spec, "pretrained": self.pretrained, "name": self.name,
+                "weights_sha256": self.weights_sha256}
+
+
+@dataclass
+class ModelAdapter:
+    """Base class of adapters. Subclasses implement ``_encode_images`` / ``_encode_texts`` (raw
+    features) and may implement the dense ``_encode_image_patches`` / ``_encode_text_tokens``;
+    the public methods add autocast, float32 output and l2-normalisation."""
+
+    identity: ModelIdentity
+    image_transform: Callable
+    preprocessing: dict
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "fp32"
+
+    # -- to implement --------------------------------------------------------------------------
+    def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _encode_image_patches(self, images: torch.Tensor) -> PatchEmbeddings:
+        raise UnsupportedCapability(f"model {self.identity.name!r} has no dense patch embeddings")
+
+    def _encode_text_tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        raise UnsupportedCapability(f"model {self.identity.name!r} has no per-token text embeddings")
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Whether each text is longer than the text encoder's context (and so cut)."""
+        return [False] * len(texts)
+
+    # -- public ----------------------------------------------------------------------------------
+    def supports(self, capability: str) -> bool:
+        names = {"image_patches": "_encode_image_patches", "text_tokens": "_encode_text_tokens"}
+        method = names[capability]
+        return getattr(type(self), method) is not getattr(ModelAdapter, method)
+
+    def autocast(self):
+        """Autocast context for the configured precision (no-op for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            out = self._encode_images(images.to(self.device, non_blocking=True))
+        return F.normalize(out.float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        with self.autocast():
+            out = self._encode_texts(list(texts))
+        return F.normalize(out.float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_image_patches(self, images: torch.Tensor) -> PatchEmbeddings:
+        with self.autocast():
+            out = self._encode_image_patches(images.to(self.device, non_blocking=True))
+        return PatchEmbeddings(out.embeddings.float(), out.grid)
+
+    @torch.no_grad()
+    def encode_text_tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast():
+            tokens, mask = self._encode_text_tokens(list(texts))
+        return tokens.float(), mask.bool()
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto" -> cuda when available, else cpu; anything else as given (checked)."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SparcEvalError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise SparcEvalError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return precision

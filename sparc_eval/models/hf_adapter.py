@@ -1,0 +1,199 @@
+"""``hf:DIR_OR_NAME``: Hugging Face transformers CLIPModel and SiglipModel with their own processors.
+
+A name that is not a folder is resolved in the local Hugging Face cache only (offline). Images go
+through the model's own image processor unless a preprocessing override is given; texts through its
+tokenizer with the model's padding: CLIP pads to the longest caption, SigLIP to ``max_length`` (64),
+which is how SigLIP was trained; padding it like CLIP silently lowers its scores.
+
+Dense outputs: CLIP patch embeddings are the final patch tokens after ``post_layernorm`` through
+``visual_projection`` (``dense=direct``) or MaskCLIP's value path (``dense=maskclip``); token embeddings
+are the text model's final tokens through ``text_projection``. SigLIP: ``post_layernorm`` patch tokens
+(its joint space has the vision width) and text tokens through the text head.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelLoadError
+from ..fileio import sha256_json, sha256_file
+from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability
+from .transforms import apply_overrides, build_image_transform
+
+SUPPORTED = ("clip", "siglip")
+_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+
+
+class _ProcessorTransform:
+    """PIL image -> pixel tensor through the model's own image processor (picklable for workers)."""
+
+    def __init__(self, image_processor):
+        self.image_processor = image_processor
+
+    def __call__(self, img):
+        img = img if img.mode == "RGB" else img.convert("RGB")
+        return self.image_processor(images=img, return_tensors="pt")["pixel_values"][0]
+
+
+def _features(out) -> torch.Tensor:
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
+class HFAdapter(ModelAdapter):
+    def __init__(self, model, tokenizer, model_type: str, context_length: int, dense: str = "direct", **kw):
+        super().__init__(**kw)
+        self.model, self.tokenizer, self.model_type = model, tokenizer, model_type
+        self.context_length, self.dense = context_length, dense
+
+    def _tokenize(self, texts):
+        padding = "max_length" if self.model_type == "siglip" else True
+        enc = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=self.context_length,
+                             return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+    def truncated(self, texts):
+        return [len(ids) > self.context_length for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+
+    def _encode_images(self, images):
+        return _features(self.model.get_image_features(pixel_values=images))
+
+    def _encode_texts(self, texts):
+        enc = self._tokenize(texts)
+        if self.model_type == "siglip":
+            enc.pop("attention_mask", None)  # SigLIP was trained without a text attention mask
+        return _features(self.model.get_text_features(**enc))
+
+    def _encode_image_patches(self, images):
+        vm = self.model.vision_model
+        if self.model_type == "clip":
+            hidden = vm.embeddings(images)
+            hidden = vm.pre_layrnorm(hidden)
+            layers = list(vm.encoder.layers)
+            for layer in layers[:-1]:
+                hidden = _layer_out(layer(hidden, None))
+            last = layers[-1]
+            hidden = _maskclip_layer(last, hidden) if self.dense == "maskclip" else _layer_out(last(hidden, None))
+            tokens = self.model.visual_projection(vm.post_layernorm(hidden[:, 1:]))
+        else:
+            if self.dense == "maskclip":
+                raise UnsupportedCapability("dense=maskclip is defined for CLIP ViTs; SigLIP has no class token")
+            tokens = vm.post_layernorm(vm(pixel_values=images).last_hidden_state)
+        n = tokens.shape[1]
+        side = int(round(n ** 0.5))
+        if side * side != n:
+            raise UnsupportedCapability(f"patch grid of {n} tokens is not square")
+        return PatchEmbeddings(tokens, (side, side))
+
+    def _encode_text_tokens(self, texts):
+        enc = self._tokenize(texts)
+        if self.model_type == "clip":
+            hidden = self.model.text_model(**enc).last_hidden_state
+            tokens = self.model.text_projection(hidden)
+            mask = enc["attention_mask"].bool()
+        else:
+            ids = enc["input_ids"]
+            hidden = self.model.text_model(input_ids=ids).last_hidden_state
+            tokens = self.model.text_model.head(hidden)
+            pad = self.tokenizer.pad_token_id
+            mask = ids != pad if pad is not None else torch.ones_like(ids, dtype=torch.bool)
+        return tokens, mask
+
+
+def _layer_out(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _maskclip_layer(layer, hidden):
+    """MaskCLIP value path through a transformers CLIPEncoderLayer (attention bypassed)."""
+    h = layer.layer_norm1(hidden)
+    v = layer.self_attn.v_proj(h)
+    hidden = hidden + layer.self_attn.out_proj(v)
+    return hidden + layer.mlp(layer.layer_norm2(hidden))
+
+
+def _resolve_dir(name: str) -> Path:
+    p = Path(name).expanduser()
+    if p.is_dir():
+        return p
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise ModelLoadError(f"hf:{name}: not a folder, and not in the local Hugging Face cache; sparc-eval never "
+                             f"downloads weights. Pass a folder saved with save_pretrained(), or fetch it once "
+                             f"with `huggingface-cli download {name}`.") from None
+
+
+def _weights_sha(folder: Path) -> str:
+    files = sorted(list(folder.glob("*.safetensors")) + list(folder.glob("*.bin")))
+    if not files:
+        raise ModelLoadError(f"{folder}: no model weights (*.safetensors or *.bin) in the folder")
+    if len(files) == 1:
+        return sha256_file(files[0])
+    return sha256_json({f.name: sha256_file(f) for f in files})
+
+
+def _field(obj, key: str):
+    """A size field from a dict, an int (shortest edge) or a transformers SizeDict."""
+    if obj is None:
+        return None
+    if isinstance(obj, int):
+        return obj if key == "shortest_edge" else None
+    if isinstance(obj, dict):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _processor_preprocessing(ip) -> dict:
+    shortest = _field(ip.size, "shortest_edge")
+    if shortest and getattr(ip, "do_center_crop", False):
+        res, mode = _field(getattr(ip, "crop_size", None), "height") or shortest, "center"
+    elif shortest:
+        res, mode = shortest, "center"
+    else:
+        res, mode = _field(ip.size, "height"), "squash"
+    resample = getattr(ip, "resample", 3)
+    return {"resolution": int(res), "interpolation": _RESAMPLE.get(int(resample), "bicubic"), "crop": mode,
+            "mean": [float(m) for m in ip.image_mean], "std": [float(s) for s in ip.image_std]}
+
+
+def load(spec: str, pretrained: str | None = None, *, device: torch.device, precision: str, name: str,
+         seed: int = 0, preprocessing: dict | None = None, dense: str = "direct") -> HFAdapter:
+    """Load ``hf:DIR_OR_NAME`` (``pretrained`` is not used: the folder holds the weights)."""
+    import transformers
+
+    folder = _resolve_dir(spec.split(":", 1)[1])
+    if not (folder / "config.json").exists():
+        raise ModelLoadError(f"{folder}: no config.json; expected a folder written by save_pretrained()")
+    try:
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{folder / 'config.json'}: not a transformers config ({e})") from None
+    mt = config.model_type
+    if mt not in SUPPORTED:
+        raise ModelLoadError(f"{folder / 'config.json'}: model_type {mt!r} is not supported by hf:; "
+                             f"expected one of {', '.join(SUPPORTED)}")
+    cls = transformers.CLIPModel if mt == "clip" else transformers.SiglipModel
+    try:
+        model = cls.from_pretrained(folder, local_files_only=True, use_safetensors=None)
+        processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ModelLoadError(f"{folder}: cannot load the {cls.__name__} or its processor "
+                             f"({str(e).splitlines()[0]})") from None
+    model.eval().to(device)
+    ip, tok = processor.image_processor, processor.tokenizer
+    ctx = int(config.text_config.max_position_embeddings)
+    if mt == "siglip":
+        ctx = min(ctx, int(getattr(tok, "model_max_length", ctx) or ctx))
+    base = _processor_preprocessing(ip)
+    base.update({"context_length": ctx, "text_padding": "max_length" if mt == "siglip" else "longest",
+                 "tokenizer": type(tok).__name__, "dense": dense})
+    pre, changed = apply_overrides(base, preprocessing)
+    transform = build_image_transform(pre) if changed else _ProcessorTransform(ip)
+    pre["image_pipeline"] = "torchvision" if changed else "hf_processor"
+    identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=_weights_sha(folder))
+    return HFAdapter(model, tok, mt, ctx, dense=dense, identity=identity, image_transform=transform,
+                     preprocessing=pre, device=device, precision=precision)

@@ -1,0 +1,75 @@
+"""Image preprocessing built from a recorded description, so overrides from the CLI are exact.
+
+A preprocessing dict has ``resolution`` (int, square output), ``interpolation`` (bicubic, bilinear,
+nearest), ``crop`` (``center``: resize the shorter side then centre-crop, as CLIP; ``squash``:
+resize both sides, ignoring aspect; ``pad``: letterbox onto a square of ``fill``), ``mean`` and
+``std`` (RGB, 0-1 scale).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from PIL import Image
+from torchvision import transforms as T
+
+from ..errors import SparcEvalError
+
+INTERPOLATIONS = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR,
+                  "nearest": T.InterpolationMode.NEAREST}
+CROPS = ("center", "squash", "pad")
+OVERRIDABLE = ("resolution", "interpolation", "crop")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+class _PadToSquare:
+    def __init__(self, fill: tuple[int, int, int]):
+        self.fill = fill
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        w, h = img.size
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side), self.fill)
+        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+        return canvas
+
+
+def build_image_transform(pre: Mapping) -> T.Compose:
+    """A torchvision transform PIL -> normalised float tensor [3, R, R] for preprocessing ``pre``."""
+    res = int(pre["resolution"])
+    interp = INTERPOLATIONS[pre["interpolation"]]
+    crop = pre["crop"]
+    steps = [_to_rgb]
+    if crop == "center":
+        steps += [T.Resize(res, interpolation=interp), T.CenterCrop(res)]
+    elif crop == "squash":
+        steps += [T.Resize((res, res), interpolation=interp)]
+    else:
+        steps += [_PadToSquare(tuple(int(255 * m) for m in pre["mean"])), T.Resize((res, res), interpolation=interp)]
+    steps += [T.ToTensor(), T.Normalize(pre["mean"], pre["std"])]
+    return T.Compose(steps)
+
+
+def apply_overrides(pre: dict, overrides: Mapping | None) -> tuple[dict, bool]:
+    """Validated copy of ``pre`` with CLI overrides applied -> (preprocessing, changed?)."""
+    out = dict(pre)
+    changed = False
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in OVERRIDABLE:
+            raise SparcEvalError(f"preprocessing override {key!r}: expected one of {', '.join(OVERRIDABLE)}")
+        if key == "resolution":
+            value = int(value)
+            if value < 8:
+                raise SparcEvalError(f"--resolution {value}: expected an image size of at least 8 pixels")
+        if key == "interpolation" and value not in INTERPOLATIONS:
+            raise SparcEvalError(f"--interpolation {value!r}: expected one of {', '.join(INTERPOLATIONS)}")
+        if key == "crop" and value not in CROPS:
+            raise SparcEvalError(f"--crop {value!r}: expected one of {', '.join(CROPS)}")
+        if out.get(key) != value:
+            out[key] = value
+            changed = True
+    return out, changed

@@ -1,0 +1,192 @@
+"""Metrics recomputed from per-sample records: the basis of intervals, paired bootstrap and `check`.
+
+A result file stores, for each metric, an *aggregation spec* saying how the metric follows from the
+per-sample records of its JSONL file, so that any tool (without torch or the task's code) can
+recompute it under resampling. Kinds:
+
+- ``{"kind": "mean", "field": F, "scale": s}``: ``s * mean(record[F])`` over records that have F.
+- ``{"kind": "ratio", "num": F, "den": G, "scale": s}``: ``s * sum(record[F]) / sum(record[G])``.
+- ``{"kind": "classwise_ratio", "num": F, "den": G, "scale": s}``: F and G hold per-class lists;
+  ``s * nanmean_c(sum(F)[c] / sum(G)[c])`` with classes whose denominator sums to 0 left out
+  (mIoU, mAcc as mmsegmentation's IoUMetric).
+- ``{"kind": "mean_of", "metrics": [m1, m2, ...]}``: unweighted mean of other metrics.
+
+Resampling is over *clusters* (the ``cluster`` field of each record, e.g. the image id, so a
+caption follows its image): each bootstrap replicate draws clusters with replacement, which is
+equivalent to giving every cluster an integer multiplicity weight.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ResultsError
+
+KINDS = ("mean", "ratio", "classwise_ratio", "mean_of")
+N_BOOTSTRAP = 1000
+CONFIDENCE = 0.95
+
+
+class ClusterSums:
+    """Per-cluster sums of the record fields that a set of aggregations needs.
+
+    ``records`` is a sequence of dicts with a ``cluster`` key; ``clusters`` fixes the cluster order
+    (defaults to first-seen order), so two result sets can be resampled with the same weights.
+    """
+
+    def __init__(self, records: Sequence[Mapping], aggregations: Mapping[str, Mapping],
+                 clusters: Sequence | None = None):
+        self.aggregations = dict(aggregations)
+        fields = _fields(self.aggregations)
+        if clusters is None:
+            clusters = list(dict.fromkeys(_cluster_of(r) for r in records))
+        self.clusters = list(clusters)
+        index = {c: i for i, c in enumerate(self.clusters)}
+        n = len(self.clusters)
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, np.ndarray] = {}
+        for field, vector in fields.items():
+            width = None
+            for r in records:
+                if field in r:
+                    width = len(r[field]) if vector else None
+                    break
+            shape = (n, width) if vector and width is not None else (n,)
+            self.sums[field] = np.zeros(shape, dtype=np.float64)
+            self.counts[field] = np.zeros(n, dtype=np.float64)
+        for r in records:
+            c = index.get(_cluster_of(r))
+            if c is None:
+                continue
+            for field in fields:
+                if field in r and r[field] is not None:
+                    self.sums[field][c] += np.asarray(r[field], dtype=np.float64)
+                    self.counts[field][c] += 1
+
+    def compute(self, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Metric values for cluster weights ``[R, n_clusters]`` (None: each cluster once) -> ``{metric: [R]}``."""
+        w = np.ones((1, len(self.clusters))) if weights is None else np.atleast_2d(weights).astype(np.float64)
+        out: dict[str, np.ndarray] = {}
+        pending = dict(self.aggregations)
+        while pending:
+            progressed = False
+            for name, spec in list(pending.items()):
+                kind = spec["kind"]
+                scale = float(spec.get("scale", 1.0))
+                if kind == "mean_of":
+                    parts = spec["metrics"]
+                    if not all(p in out for p in parts):
+                        continue
+                    out[name] = np.mean([out[p] for p in parts], axis=0)
+                elif kind == "mean":
+                    f = spec["field"]
+                    out[name] = scale * _div(w @ self.sums[f], w @ self.counts[f])
+                elif kind == "ratio":
+                    out[name] = scale * _div(w @ self.sums[spec["num"]], w @ self.sums[spec["den"]])
+                elif kind == "classwise_ratio":
+                    num = w @ self.sums[spec["num"]]
+                    den = w @ self.sums[spec["den"]]
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        per_class = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+                    valid = ~np.isnan(per_class)
+                    total = np.where(valid, per_class, 0).sum(axis=1)
+                    out[name] = scale * _div(total, valid.sum(axis=1))
+                del pending[name]
+                progressed = True
+            if not progressed:
+                raise ResultsError(f"aggregations {sorted(pending)} refer to metrics that are not defined")
+        return out
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _cluster_of(record: Mapping):
+    c = record.get("cluster", record.get("id"))
+    return tuple(c) if isinstance(c, list) else c
+
+
+def _fields(aggregations: Mapping[str, Mapping]) -> dict[str, bool]:
+    """Record fields used by the aggregations -> whether each holds a per-class vector."""
+    fields: dict[str, bool] = {}
+    for name, spec in aggregations.items():
+        kind = spec.get("kind")
+        if kind not in KINDS:
+            raise ResultsError(f"aggregation of {name!r}: unknown kind {kind!r}; expected one of {KINDS}")
+        if kind == "mean":
+            fields[spec["field"]] = False
+        elif kind in ("ratio", "classwise_ratio"):
+            vector = kind == "classwise_ratio"
+            fields[spec["num"]] = vector
+            fields[spec["den"]] = vector
+    return fields
+
+
+def bootstrap_weights(n_clusters: int, n: int = N_BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """``[n, n_clusters]`` multiplicities of clusters drawn with replacement, seeded."""
+    rng = np.random.default_rng(seed)
+    w = np.empty((n, n_clusters), dtype=np.float32)
+    for b in range(n):
+        w[b] = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
+    return w
+
+
+def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Central percentile interval of bootstrap samples (NaNs dropped)."""
+    s = samples[~np.isnan(samples)]
+    if s.size == 0:
+        return (float("nan"), float("nan"))
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(s, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+def intervals(records: Sequence[Mapping], aggregations: Mapping[str, Mapping], seed: int = 0,
+              n: int = N_BOOTSTRAP, block: int = 100) -> dict[str, list[float]]:
+    """95% bootstrap intervals of each aggregated metric, resampling clusters (seeded)."""
+    sums = ClusterSums(records, aggregations)
+    if not sums.clusters:
+        return {}
+    samples: dict[str, list[np.ndarray]] = {}
+    weights = bootstrap_weights(len(sums.clusters), n, seed)
+    for start in range(0, n, block):
+        for k, v in sums.compute(weights[start:start + block]).items():
+            samples.setdefault(k, []).append(v)
+    return {k: list(percentile_interval(np.concatenate(v))) for k, v in samples.items()}
+
+
+def paired_differences(records_a: Sequence[Mapping], aggs_a: Mapping[str, Mapping],
+                       records_b: Sequence[Mapping], aggs_b: Mapping[str, Mapping],
+                       seed: int = 0, n: int = N_BOOTSTRAP) -> dict[str, dict[str, float]]:
+    """Paired bootstrap of ``b - a`` over the clusters both sides share, per common metric.
+
+    Returns ``{metric: {"a", "b", "diff", "lo", "hi", "p_value", "n_clusters"}}``; the two-sided
+    p-value is the bootstrap estimate of P(diff has the other sign), doubled and capped at 1.
+    """
+    seen_a = list(dict.fromkeys(_cluster_of(r) for r in records_a))
+    in_b = {_cluster_of(r) for r in records_b}
+    shared = [c for c in seen_a if c in in_b]
+    common = {k: v for k, v in aggs_a.items() if k in aggs_b}
+    if not shared or not common:
+        return {}
+    sa = ClusterSums(records_a, common, shared)
+    sb = ClusterSums(records_b, {k: aggs_b[k] for k in common}, shared)
+    point_a, point_b = sa.compute(), sb.compute()
+    w = bootstrap_weights(len(shared), n, seed)
+    da, db = sa.compute(w), sb.compute(w)
+    out = {}
+    for k in common:
+        d = db[k] - da[k]
+        diff = float(point_b[k][0] - point_a[k][0])
+        d_ok = d[~np.isnan(d)]
+        if d_ok.size and diff != 0:
+            p = min(1.0, 2 * float(np.mean(d_ok <= 0) if diff > 0 else np.mean(d_ok >= 0)))
+        else:
+            p = 1.0
+        lo, hi = percentile_interval(d)
+        out[k] = {"a": float(point_a[k][0]), "b": float(point_b[k][0]), "diff": diff, "lo": lo, "hi": hi,
+                  "p_value": p, "n_clusters": len(shared)}
+    return out

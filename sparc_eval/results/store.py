@@ -1,0 +1,113 @@
+"""The results store: one JSON per (model, task) at ``<root>/<model-name>/<task>.json``.
+
+Beside each JSON lies ``<task>.samples.jsonl`` with one per-sample record per line (the basis of
+intervals, paired bootstrap and ``check``). Both are written atomically (temp file + rename): the
+JSONL first, then the JSON that names it, so a reader never sees a result without its samples.
+This module imports neither torch nor the models.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from ..errors import ResultsError
+from ..fileio import atomic_write_text
+
+SCHEMA = "sparc-eval/result/v1"
+REQUIRED = {
+    "schema": str, "task": dict, "model": dict, "dataset": dict, "metrics": dict, "main_metric": str,
+}
+TASK_FIELDS = ("name", "type", "version", "config_sha256")
+MODEL_FIELDS = ("spec", "pretrained", "name", "weights_sha256")
+
+
+def slug(text: str) -> str:
+    """A filesystem-safe model or task name: lower-case, ``[a-z0-9._-]``, no leading dot."""
+    s = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
+    return s or "model"
+
+
+def result_path(root: Path | str, model_name: str, task_name: str) -> Path:
+    return Path(root) / slug(model_name) / f"{task_name}.json"
+
+
+def samples_path(json_path: Path) -> Path:
+    return json_path.with_name(json_path.name[: -len(".json")] + ".samples.jsonl")
+
+
+def write_result(path: Path, result: Mapping, records: Iterable[Mapping] | None) -> Path:
+    """Write the per-sample JSONL (if any) and then the result JSON, each atomically."""
+    result = dict(result)
+    if records is not None:
+        sp = samples_path(path)
+        atomic_write_text(sp, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        result["samples"] = sp.name
+    atomic_write_text(path, json.dumps(result, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    return path
+
+
+def validate(result: object, path: Path | str) -> dict:
+    """Check the fields every consumer relies on; raise ``ResultsError`` naming ``path`` otherwise."""
+    if not isinstance(result, dict):
+        raise ResultsError(f"{path}: expected a JSON object, found {type(result).__name__}")
+    for key, typ in REQUIRED.items():
+        if not isinstance(result.get(key), typ):
+            raise ResultsError(f"{path}: field {key!r} missing or not a {typ.__name__} "
+                               f"(found {type(result.get(key)).__name__})")
+    if not result["schema"].startswith("sparc-eval/result/"):
+        raise ResultsError(f"{path}: schema {result['schema']!r} is not a sparc-eval result (expected {SCHEMA})")
+    for f in TASK_FIELDS:
+        if f not in result["task"]:
+            raise ResultsError(f"{path}: field task.{f} is missing")
+    for f in MODEL_FIELDS:
+        if f not in result["model"]:
+            raise ResultsError(f"{path}: field model.{f} is missing")
+    if result["main_metric"] not in result["metrics"]:
+        raise ResultsError(f"{path}: main_metric {result['main_metric']!r} is not among metrics "
+                           f"{sorted(result['metrics'])}")
+    return result
+
+
+def read_result(path: Path | str) -> dict:
+    """Load and validate one result JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot read result file ({e.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+                           f"the file may be truncated") from None
+    return validate(data, path)
+
+
+def read_samples(result_json: Path | str, result: Mapping | None = None) -> list[dict]:
+    """The per-sample records beside a result JSON ([] when the result has none)."""
+    result_json = Path(result_json)
+    name = (result or {}).get("samples") if result is not None else samples_path(result_json).name
+    if not name:
+        return []
+    path = result_json.with_name(name)
+    if not path.exists():
+        return []
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ResultsError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    return records
+
+
+def iter_result_files(root: Path | str) -> list[Path]:
+    """All result JSONs under ``root`` (recursively), sorted; samples files and temp files excluded."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*.json") if not p.name.startswith("."))

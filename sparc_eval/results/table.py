@@ -1,0 +1,32 @@
+"""The table printed at the end of ``sparc-eval run`` (rich; no torch)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def print_run_table(evals: Sequence, console: Console | None = None) -> None:
+    """One row per (model, task): main metric with its 95% interval and chance level, then the rest."""
+    console = console or Console(width=160)
+    table = Table(box=None, header_style="bold", title_justify="left")
+    for col in ("model", "task", "main metric", "value", "95% CI", "chance", "n", "status", "other metrics"):
+        table.add_column(col, overflow="fold")
+    for ev in evals:
+        r = ev.result
+        main = r["main_metric"]
+        lo_hi = r.get("intervals", {}).get(main)
+        ci = f"[{fmt(lo_hi[0])}, {fmt(lo_hi[1])}]" if lo_hi else "-"
+        ds = r["dataset"]
+        n = f"{ds.get('n_used')}" + (f"/{ds.get('n_total')} (partial)" if ds.get("partial") else "")
+        others = ", ".join(f"{k} {fmt(v)}" for k, v in r["metrics"].items() if k != main)
+        table.add_row(r["model"]["name"], r["task"]["name"], main, fmt(r["metrics"][main]), ci,
+                      fmt(r.get("chance", {}).get(main)), n, ev.status, others)
+    console.print(table)

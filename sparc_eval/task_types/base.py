@@ -1,0 +1,91 @@
+"""The task-type contract: a plugin that turns a model and a dataset into metrics.
+
+A task type declares its ``params`` (validated from the YAML's ``params:``), the dataset ``kind`` it
+needs, the metric keys it reports and the model capabilities it requires; ``evaluate`` returns a
+``TaskResult``. It gets embeddings from the engine (``ctx.engine``), never by looping over the
+model itself when the engine can serve.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..params import Param
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..models.base import ModelAdapter
+    from ..tasks import TaskConfig
+
+
+@dataclass
+class EvalContext:
+    """What a task's ``evaluate`` may use besides the model."""
+
+    engine: "Engine"
+    seed: int = 0
+    limit: int | None = None
+    progress: bool = True
+    log: Callable[[str], None] = print
+    work_dir: Path | None = None
+    predictions: Path | None = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TaskResult:
+    """Metrics and per-sample records of one (model, task) evaluation.
+
+    ``aggregations`` says how each metric follows from ``records`` (see ``results.aggregate``), which
+    gives bootstrap intervals over ``cluster`` (usually the image id). ``chance`` holds the
+    dataset-specific chance level of metrics where it is defined. ``details`` carries task-specific
+    facts worth recording (prompt set, chosen regularisation, per-class IoU, truncation counts).
+    """
+
+    metrics: dict[str, float]
+    main_metric: str
+    records: list[dict] | None = None
+    aggregations: dict[str, dict] = field(default_factory=dict)
+    chance: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    n_total: int = 0
+    n_used: int = 0
+    dataset_fingerprint: str = ""
+
+
+class TaskType:
+    """Base class of task types. Subclasses set the class attributes and implement ``evaluate``."""
+
+    name: ClassVar[str]
+    dataset_kind: ClassVar[str]
+    params: ClassVar[dict[str, Param]] = {}
+    requires: ClassVar[tuple[str, ...]] = ()
+    needs_model: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: "TaskConfig"):
+        self.config = config
+        self._data: dict = {}
+
+    @classmethod
+    def from_config(cls, config: "TaskConfig") -> "TaskType":
+        return cls(config)
+
+    @classmethod
+    def metric_keys(cls, params: Mapping[str, Any]) -> list[str]:
+        """Metric keys this task reports with these params (checked against the registry)."""
+        raise NotImplementedError
+
+    def load_data(self, limit: int | None = None):
+        """The dataset value from the configured reader (limited to the first ``limit`` units)."""
+        from ..data.base import get_reader
+
+        if limit not in self._data:
+            data = get_reader(self.config.dataset["format"]).load(self.config.dataset)
+            self._data[limit] = data.limit(limit) if limit is not None and hasattr(data, "limit") else data
+        return self._data[limit]
+
+    def evaluate(self, model: "ModelAdapter", ctx: EvalContext) -> TaskResult:
+        raise NotImplementedError

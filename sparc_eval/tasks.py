@@ -1,0 +1,260 @@
+"""Task and suite definitions: YAML files found in the shipped ``tasks/`` folder and ``--include-path``.
+
+A task YAML (loaded with ``yaml.safe_load``, validated strictly):
+
+    name: coco-retrieval           # must match the file name
+    type: retrieval                # a registered task type
+    version: 1                     # bump when anything that changes numbers changes
+    description: ...
+    dataset: {name: coco, format: karpathy, root: "${data_root}/coco", annotations: dataset_coco.json, split: test}
+    params: {recall_at: [1, 5, 10]}
+    main_metric: mean_R@1
+    groups: [coarse, retrieval]
+
+Strings may use ``${data_root}`` (``--data-root`` / ``SPARC_EVAL_DATA``), ``${shapes}`` (the shapes
+world, generated on first use) and ``${task_dir}`` (the YAML's folder). ``--param key=value``
+overrides ``params.*`` or ``dataset.*`` keys (``params.key`` / ``dataset.key`` to be explicit).
+A suite YAML lists tasks and the groups used for aggregation.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, UnknownNameError
+from .fileio import sha256_json
+from .params import Param, parse_assignment, validate
+
+TOP_KEYS = {"name", "type", "version", "description", "dataset", "params", "main_metric", "groups"}
+REQUIRED_TOP = ("name", "type", "version", "dataset", "main_metric")
+SUITE_KEYS = {"name", "description", "tasks", "groups", "not_supported"}
+_VAR = re.compile(r"\$\{([a-z_]+)\}")
+_DATASET_COMMON = {"format": Param("str", help="on-disk format (reader name)"),
+                   "name": Param("str", None, "short dataset name used by `data verify`")}
+
+
+def shipped_dir() -> Path:
+    """The task folder shipped with the package (``tasks/`` in the source tree)."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("sparc_eval._tasks")))
+        if path.is_dir():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "tasks"
+
+
+def _search_dirs(include: Sequence[Path | str] = ()) -> list[Path]:
+    dirs = [Path(p).expanduser() for p in include]
+    for d in dirs:
+        if not d.is_dir():
+            raise ConfigError(f"--include-path {d}: folder does not exist")
+    return dirs + [shipped_dir()]
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where} ({getattr(e, 'problem', e)})") from None
+
+
+def task_files(include: Sequence[Path | str] = ()) -> dict[str, Path]:
+    """Task name -> YAML path; ``--include-path`` folders shadow shipped tasks of the same name."""
+    found: dict[str, Path] = {}
+    for d in _search_dirs(include):
+        for p in sorted(d.glob("*.yaml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
+def suite_files(include: Sequence[Path | str] = ()) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in _search_dirs(include):
+        for p in sorted((d / "suites").glob("*.yaml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
+@dataclass
+class TaskConfig:
+    """A validated task definition; ``dataset`` and ``params`` are resolved (defaults filled)."""
+
+    name: str
+    type: str
+    version: int
+    dataset: dict[str, Any]
+    params: dict[str, Any]
+    main_metric: str
+    groups: list[str] = field(default_factory=list)
+    description: str = ""
+    source: Path | None = None
+
+    @property
+    def config_sha256(self) -> str:
+        """Hash of everything that changes numbers; the dataset root is left out (the dataset
+        fingerprint identifies the data wherever it lives)."""
+        ds = {k: v for k, v in self.dataset.items() if k != "root"}
+        return sha256_json({"type": self.type, "version": self.version, "dataset": ds, "params": self.params,
+                            "main_metric": self.main_metric})
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "type": self.type, "version": self.version, "dataset": self.dataset,
+                "params": self.params, "main_metric": self.main_metric, "groups": self.groups}
+
+
+def _substitute(value: Any, variables: Mapping[str, Any], where: str) -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match) -> str:
+            var = m.group(1)
+            if var not in variables:
+                raise ConfigError(f"{where}: unknown variable ${{{var}}}; expected one of "
+                                  f"{', '.join('${' + v + '}' for v in variables)}")
+            got = variables[var]
+            got = got() if callable(got) else got
+            if got is None:
+                raise ConfigError(f"{where}: needs a data root: pass --data-root DIR or set SPARC_EVAL_DATA")
+            return str(got)
+        return _VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [_substitute(v, variables, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+def _shapes_root() -> Path:
+    from .data.synthetic import default_world
+
+    return default_world()
+
+
+def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), data_root: str | Path | None = None,
+              overrides: Iterable[str] | Mapping[str, Any] = ()) -> TaskConfig:
+    """Find, parse, validate and resolve one task (by name or YAML path)."""
+    from .data.base import get_reader
+    from .metrics.registry import check_keys
+    from .task_types import get_task_type
+
+    p = Path(str(name_or_path))
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        path = p
+    else:
+        files = task_files(include)
+        if str(name_or_path) not in files:
+            raise UnknownNameError("task", str(name_or_path), sorted(files))
+        path = files[str(name_or_path)]
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of task fields, found {type(raw).__name__}")
+    unknown = sorted(set(raw) - TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys are {sorted(TOP_KEYS)}")
+    missing = [k for k in REQUIRED_TOP if k not in raw]
+    if missing:
+        raise ConfigError(f"{path}: required key(s) {missing} missing")
+    if raw["name"] != path.stem:
+        raise ConfigError(f"{path}: name {raw['name']!r} must match the file name {path.stem!r}")
+    if not isinstance(raw["version"], int):
+        raise ConfigError(f"{path}: version must be an integer, found {raw['version']!r}")
+    if not isinstance(raw["dataset"], dict) or "format" not in raw["dataset"]:
+        raise ConfigError(f"{path}: dataset must be a mapping with a 'format' key")
+    groups = raw.get("groups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise ConfigError(f"{path}: groups must be a list of names, found {groups!r}")
+
+    cls = get_task_type(str(raw["type"]))
+    reader = get_reader(str(raw["dataset"]["format"]))
+    dataset = dict(raw["dataset"])
+    params = dict(raw.get("params") or {})
+    items = overrides.items() if isinstance(overrides, Mapping) else (parse_assignment(o) for o in overrides)
+    for key, value in items:
+        section, dot, sub = key.partition(".")
+        if dot and section in ("params", "dataset"):
+            (params if section == "params" else dataset)[sub] = value
+        elif key in cls.params:
+            params[key] = value
+        elif key in reader.params or key in _DATASET_COMMON:
+            dataset[key] = value
+        else:
+            raise ConfigError(f"--param {key}: task {raw['name']!r} has no such parameter; params: "
+                              f"{sorted(cls.params)}, dataset: {sorted(set(reader.params) | set(_DATASET_COMMON))}")
+    if "format" in dataset and dataset["format"] != raw["dataset"]["format"]:
+        raise ConfigError(f"--param format: the dataset format of {raw['name']!r} cannot be changed")
+
+    env_root = data_root if data_root is not None else os.environ.get("SPARC_EVAL_DATA")
+    variables = {"data_root": Path(env_root).expanduser() if env_root else None, "shapes": _shapes_root,
+                 "task_dir": path.parent}
+    schema = {**_DATASET_COMMON, **reader.params}
+    dataset = validate(dataset, schema, f"{path}: dataset")
+    dataset = _substitute(dataset, variables, f"{path}: dataset")
+    params = _substitute(validate(params, cls.params, f"{path}: params"), variables, f"{path}: params")
+    keys = cls.metric_keys(params)
+    check_keys(keys, f"{path}: metrics of task type {cls.name!r}")
+    if raw["main_metric"] not in keys:
+        raise ConfigError(f"{path}: main_metric {raw['main_metric']!r} is not reported by this task; "
+                          f"expected one of {keys}")
+    return TaskConfig(name=raw["name"], type=cls.name, version=raw["version"], dataset=dataset, params=params,
+                      main_metric=raw["main_metric"], groups=groups, description=str(raw.get("description", "")),
+                      source=path)
+
+
+def peek_task(name: str, include: Sequence[Path | str] = ()) -> dict:
+    """The raw YAML of a task without validation or substitution (for listings)."""
+    files = task_files(include)
+    if name not in files:
+        raise UnknownNameError("task", name, sorted(files))
+    raw = _read_yaml(files[name])
+    return raw if isinstance(raw, dict) else {}
+
+
+@dataclass
+class Suite:
+    name: str
+    tasks: list[str]
+    groups: dict[str, list[str]]
+    description: str = ""
+    not_supported: list[dict] = field(default_factory=list)
+    source: Path | None = None
+
+
+def load_suite(name: str, include: Sequence[Path | str] = ()) -> Suite:
+    """A suite by name; groups default to each task's ``groups`` field."""
+    files = suite_files(include)
+    if name not in files:
+        raise UnknownNameError("suite", name, sorted(files))
+    path = files[name]
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'tasks', found {type(raw).__name__}")
+    unknown = sorted(set(raw) - SUITE_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys are {sorted(SUITE_KEYS)}")
+    tasks = raw.get("tasks")
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise ConfigError(f"{path}: 'tasks' must be a non-empty list of task names")
+    known = task_files(include)
+    for t in tasks:
+        if t not in known:
+            raise ConfigError(f"{path}: task {t!r} does not exist")
+    groups = raw.get("groups")
+    if groups is None:
+        groups = {}
+        for t in tasks:
+            for g in peek_task(t, include).get("groups") or []:
+                groups.setdefault(g, []).append(t)
+    elif not isinstance(groups, dict) or not all(isinstance(v, list) and set(v) <= set(tasks) for v in groups.values()):
+        raise ConfigError(f"{path}: 'groups' must map group names to lists of the suite's tasks")
+    return Suite(name=raw.get("name", name), tasks=tasks, groups=groups, description=str(raw.get("description", "")),
+                 not_supported=list(raw.get("not_supported") or []), source=path)
