@@ -40,16 +40,11 @@ _DATASET_COMMON = {"format": Param("str", help="on-disk format (reader name)"),
 
 
 def shipped_dir() -> Path:
-    """The task folder shipped with the package (``tasks/`` in the source tree)."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("sparc_eval._tasks")))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "tasks"
+    """The task folder shipped with the package: ``sparc_eval/_tasks`` when installed from a wheel,
+    the source tree's ``tasks/`` in an editable install."""
+    here = Path(__file__).resolve().parent
+    installed = here / "_tasks"
+    return installed if installed.is_dir() else here.parent / "tasks"
 
 
 def _search_dirs(include: Sequence[Path | str] = ()) -> list[Path]:

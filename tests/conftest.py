@@ -86,7 +86,8 @@ def hf_clip_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     config = transformers.CLIPConfig(
         text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         vocab_size=49408, max_position_embeddings=32),
+                         vocab_size=49408, max_position_embeddings=32, bos_token_id=49406, eos_token_id=49407,
+                         pad_token_id=49407),
         vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                            image_size=64, patch_size=8),
         projection_dim=32)
@@ -117,7 +118,8 @@ def hf_siglip_dir(tmp_path_factory, small_world) -> Path:
     torch.manual_seed(0)
     config = transformers.SiglipConfig(
         text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         vocab_size=tok.vocab_size, max_position_embeddings=16),
+                         vocab_size=tok.vocab_size, max_position_embeddings=16, pad_token_id=1, bos_token_id=None,
+                         eos_token_id=2),
         vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                            image_size=64, patch_size=8))
     model = transformers.SiglipModel(config).eval()

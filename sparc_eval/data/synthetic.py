@@ -36,17 +36,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..fileio import atomic_write_json, cache_root, sha256_json
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 KINDS = ("circle", "square", "triangle", "diamond", "star", "cross")
 COLOURS = {
     "red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 119, 180), "yellow": (240, 200, 30),
     "purple": (148, 103, 189), "orange": (255, 127, 14), "white": (245, 245, 245), "black": (25, 25, 25),
 }
-SIZES = {"small": 0.22, "large": 0.34}
+SIZES = {"small": 0.2, "large": 0.3}  # diameter / image side; with the jitter below, shapes never overlap
 BACKGROUND = (128, 128, 128)
 CATEGORY_IDS = (1, 3, 4, 7, 8, 10)
 ROWS = ("top", "middle", "bottom")
@@ -170,7 +170,7 @@ def sample_scene(rng: random.Random, image_size: int) -> list[Shape]:
             kind, colour = rng.choice(KINDS), rng.choice(list(COLOURS))
         size = rng.choice(list(SIZES))
         cell_px = image_size / 3
-        jitter = cell_px * 0.12
+        jitter = cell_px * 0.04
         cx = round((col + 0.5) * cell_px + rng.uniform(-jitter, jitter), 2)
         cy = round((row + 0.5) * cell_px + rng.uniform(-jitter, jitter), 2)
         shapes.append(Shape(kind, colour, size, row, col, cx, cy))
@@ -178,24 +178,29 @@ def sample_scene(rng: random.Random, image_size: int) -> list[Shape]:
 
 
 def render(shapes: list[Shape], image_size: int) -> tuple[Image.Image, list[np.ndarray]]:
-    """The RGB image and one boolean mask per shape (exactly the drawn pixels; later shapes on top)."""
-    img = Image.new("RGB", (image_size, image_size), BACKGROUND)
-    draw = ImageDraw.Draw(img)
-    owner = Image.new("L", (image_size, image_size), 0)
-    odraw = ImageDraw.Draw(owner)
-    for i, s in enumerate(shapes):
-        pts = polygon(s, image_size)
-        draw.polygon(pts, fill=COLOURS[s.colour])
-        odraw.polygon(pts, fill=i + 1)
-    own = np.asarray(owner)
-    return img, [own == i + 1 for i in range(len(shapes))]
+    """The RGB image and one boolean mask per shape.
+
+    Masks are the polygons rasterised by pycocotools, and the image is painted from them, so the
+    COCO segmentation, the drawn pixels and the VOC label map agree exactly.
+    """
+    from pycocotools import mask as mask_utils
+
+    pixels = np.empty((image_size, image_size, 3), dtype=np.uint8)
+    pixels[:] = BACKGROUND
+    masks = []
+    for s in shapes:
+        poly = [c for p in polygon(s, image_size) for c in p]
+        rle = mask_utils.merge(mask_utils.frPyObjects([poly], image_size, image_size))
+        m = mask_utils.decode(rle).astype(bool)
+        pixels[m] = COLOURS[s.colour]
+        masks.append(m)
+    return Image.fromarray(pixels, mode="RGB"), masks
 
 
-def _bbox(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
-        return [0.0, 0.0, 0.0, 0.0]
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+def _bbox(points: list[tuple[float, float]]) -> list[float]:
+    """COCO box [x, y, w, h] of a polygon (its extents, as COCO's own boxes)."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return [round(min(xs), 2), round(min(ys), 2), round(max(xs) - min(xs), 2), round(max(ys) - min(ys), 2)]
 
 
 def _voc_mask(shapes: list[Shape], masks: list[np.ndarray]) -> Image.Image:
@@ -280,7 +285,7 @@ def generate(root: Path | str, splits: dict[str, int] | None = None, seed: int =
         objects = []
         for s, m in zip(shapes, masks):
             pts = polygon(s, image_size)
-            objects.append({**asdict(s), "category_id": CATEGORY_IDS[KINDS.index(s.kind)], "bbox": _bbox(m),
+            objects.append({**asdict(s), "category_id": CATEGORY_IDS[KINDS.index(s.kind)], "bbox": _bbox(pts),
                             "area": float(m.sum()), "polygon": [c for p in pts for c in p]})
         world["scenes"].append({"id": sid, "file": f"images/{fname}", "split": split, "objects": objects,
                                 "captions": sc["captions"]})

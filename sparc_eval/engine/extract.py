@@ -23,7 +23,7 @@ from ..fileio import sha256_json
 from ..models.base import ModelAdapter, PatchEmbeddings
 from .cache import EmbeddingCache
 
-_TEXT_ONLY_KEYS = ("resolution", "interpolation", "crop", "mean", "std", "image_pipeline", "dense")
+_IMAGE_ONLY_KEYS = ("resolution", "interpolation", "crop", "mean", "std", "image_pipeline", "dense", "resized")
 
 
 class _ImageDataset(Dataset):
@@ -86,7 +86,7 @@ class Engine:
     def _key(self, what: str, fingerprint: str, ids: Sequence[str], transform_id: str | None = None) -> str:
         pre = dict(self.model.preprocessing)
         if what.startswith("text"):
-            pre = {k: v for k, v in pre.items() if k not in _TEXT_ONLY_KEYS}
+            pre = {k: v for k, v in pre.items() if k not in _IMAGE_ONLY_KEYS}
         return sha256_json({"model": self.model.identity.weights_sha256, "spec": self.model.identity.spec,
                             "preprocessing": pre, "precision": self.model.precision, "what": what,
                             "dataset": fingerprint, "ids": sha256_json(list(ids)), "transform": transform_id})

@@ -162,26 +162,40 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
             tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained) or {}
             weights_file = find_cached_tag(arch, pretrained)
     force_pre = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
+
+    def create(image_size: int | None = None):
+        logging.disable(logging.WARNING)  # open_clip warns that no pretrained weights were loaded: we load them
+        try:
+            return open_clip.create_model(arch, pretrained=None, force_quick_gelu=bool(tag_cfg.get("quick_gelu")),
+                                          force_preprocess_cfg=force_pre or None, force_image_size=image_size)
+        except RuntimeError as e:
+            raise ModelLoadError(f"open_clip:{arch}: cannot build the model ({e})") from None
+        finally:
+            logging.disable(logging.NOTSET)
+
     torch.manual_seed(seed)
-    logging.disable(logging.WARNING)  # open_clip warns that no pretrained weights were loaded: we load them
-    try:
-        model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=bool(tag_cfg.get("quick_gelu")),
-                                       force_preprocess_cfg=force_pre or None)
-    except RuntimeError as e:
-        raise ModelLoadError(f"open_clip:{arch}: cannot build the model ({e})") from None
-    finally:
-        logging.disable(logging.NOTSET)
+    model = create()
     if weights_file is not None:
         load_into(model, load_state_dict(weights_file), weights_file, f"open_clip:{arch}")
         weights_sha = sha256_file(weights_file)
     else:
         weights_sha = sha256_json({"random_init": spec, "seed": seed})
+    native = model.visual.preprocess_cfg["size"]
+    native = int(native[0] if isinstance(native, (tuple, list)) else native)
+    resolution = (preprocessing or {}).get("resolution")
+    resized = None
+    if resolution and int(resolution) != native:
+        # Same weights at another input size: a ViT's position embeddings are interpolated (bicubic).
+        state = model.state_dict()
+        model = create(int(resolution))
+        open_clip.model.resize_pos_embed(state, model)
+        model.load_state_dict(state)
+        resized = f"position embeddings interpolated (bicubic) from {native} px to {int(resolution)} px"
     model.eval().to(device)
     cfg = model.visual.preprocess_cfg
-    size = cfg["size"][0] if isinstance(cfg["size"], (tuple, list)) else cfg["size"]
     tokenizer = open_clip.get_tokenizer(arch)
     base_pre = {
-        "resolution": int(size), "interpolation": cfg.get("interpolation", "bicubic"),
+        "resolution": native, "interpolation": cfg.get("interpolation", "bicubic"),
         "crop": {"shortest": "center", "squash": "squash", "longest": "pad"}.get(cfg.get("resize_mode", "shortest"),
                                                                                   "center"),
         "mean": list(cfg["mean"]), "std": list(cfg["std"]),
@@ -189,6 +203,8 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
         "dense": dense,
     }
     pre, _ = apply_overrides(base_pre, preprocessing)
+    if resized:
+        pre["resized"] = resized
     identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=weights_sha)
     return OpenClipAdapter(model, tokenizer, dense=dense, identity=identity, image_transform=build_image_transform(pre),
                            preprocessing=pre, device=device, precision=precision)
