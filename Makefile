@@ -31,8 +31,14 @@ install: $(STAMP)
 install-all: $(STAMP_ALL)
 mmcv: $(STAMP_ALL)
 
+# The shapes world (generated on first use into ~/.cache/sparc-eval) and the demo suite, no downloads.
+DEMO_OUT := results/demo
 demo: $(STAMP)
-	$(BIN)/python tools/demo.py
+	$(BIN)/sparc-eval run --suite demo --model open_clip:ViT-Tiny-8-64 --model-name random-tiny-clip -o $(DEMO_OUT)
+	$(BIN)/sparc-eval run --suite demo --model py:sparc_eval.models.oracle:shapes_oracle --model-name oracle \
+		-o $(DEMO_OUT)
+	@echo "Demo done: results in $(DEMO_OUT)/. Rows: a randomly initialised tiny CLIP (chance level) and the"
+	@echo "ground-truth oracle (the ceiling). Trained SPARC and CLIP checkpoints are not bundled yet."
 
 test: $(STAMP_ALL)
 	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)

@@ -112,11 +112,18 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
              limit: int | None = None, seed: int = 0, use_cache: bool = True, cache_dir: str | Path | None = None,
              overwrite: bool = False, preprocessing: Mapping[str, Any] | None = None, dense: str = "direct",
              shard: tuple[int, int] | None = None, predictions: str | Path | None = None, progress: bool = True,
-             log: Callable[[str], None] = print) -> list[Evaluation]:
+             cache_dtype: str = "fp32", log: Callable[[str], None] = print) -> list[Evaluation]:
     """Evaluate ``model`` on ``tasks`` (names, YAML paths or ``TaskConfig``s) and/or a ``suite``."""
-    from .engine import EmbeddingCache, Engine
+    from .engine import EmbeddingCache, Engine, distributed
     from .models.base import ModelAdapter, ModelIdentity, check_precision, resolve_device
     from .task_types import EvalContext, get_task_type
+
+    dist_info = distributed.init_from_env(device)
+    write_files = write
+    if dist_info is not None:
+        device = distributed.rank_device(dist_info, device)
+        if not dist_info.main:  # rank 0 alone logs, shows progress and writes cache and results
+            log, progress, write_files = (lambda m: None), False, False
 
     if isinstance(tasks, str):
         tasks = [tasks]
@@ -178,16 +185,13 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
                                "limit": limit, "dense": dense,
                                "predictions": sha256_file(predictions) if predictions else None})
         path = result_path(output, name, cfg.name)
-        if write and not overwrite and path.is_file():
-            try:
-                old = read_result(path)
-            except SparcEvalError:
-                old = None
-            if old is not None and old.get("run_key") == run_key:
-                if old["dataset"].get("fingerprint") == task.load_data(limit).fingerprint:
-                    log(f"{cfg.name}: identical result exists at {path}; skipped (use --overwrite to recompute)")
-                    out.append(Evaluation(cfg.name, "skipped", old, path))
-                    continue
+        old = _identical_result(path, run_key, task, limit) if write and not overwrite else None
+        if dist_info is not None:
+            old = distributed.broadcast(old, dist_info)
+        if old is not None:
+            log(f"{cfg.name}: identical result exists at {path}; skipped (use --overwrite to recompute)")
+            out.append(Evaluation(cfg.name, "skipped", old, path))
+            continue
         started = _dt.datetime.now(_dt.timezone.utc)
         t0 = time.perf_counter()
         if task.needs_model:
@@ -197,7 +201,8 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
                 raise SparcEvalError(f"task {cfg.name!r} needs model outputs {missing}, which {m.identity.name!r} "
                                      f"does not provide")
             if engine is None:
-                engine = Engine(m, cache=cache, batch_size=batch_size, num_workers=num_workers, progress=progress)
+                engine = Engine(m, cache=cache, batch_size=batch_size, num_workers=num_workers, progress=progress,
+                                cache_dtype=cache_dtype)
         else:
             m = adapter
         ctx = EvalContext(engine=engine, seed=seed, limit=limit, progress=progress, log=log,
@@ -208,11 +213,26 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
         wall = time.perf_counter() - t0
         result = _result_dict(cfg, res, m, name, spec_for_key, seed, limit, run_key, started, wall, precision,
                               batch_size, dev, git, engine, stats_before)
-        if write:
+        if shard:
+            result["provenance"]["shard"] = f"{shard[0]}/{shard[1]}"
+        if write_files:
             write_result(path, result, res.records)
             log(f"{cfg.name}: wrote {path}")
         out.append(Evaluation(cfg.name, "computed", result, path if write else None))
     return out
+
+
+def _identical_result(path: Path, run_key: str, task, limit: int | None) -> dict | None:
+    """The stored result at ``path`` if it came from the same inputs and the same data, else None."""
+    if not path.is_file():
+        return None
+    try:
+        old = read_result(path)
+    except SparcEvalError:
+        return None
+    if old.get("run_key") != run_key or old["dataset"].get("fingerprint") != task.load_data(limit).fingerprint:
+        return None
+    return old
 
 
 def _result_dict(cfg: TaskConfig, res, model, name: str, spec: str, seed: int, limit: int | None, run_key: str,
@@ -248,6 +268,8 @@ def _result_dict(cfg: TaskConfig, res, model, name: str, spec: str, seed: int, l
         "details": res.details,
         "preprocessing": model.preprocessing if model is not None else {},
         "provenance": {"sparc_eval": _version(), "git": git, "torch": torch.__version__, "python": platform.python_version(),
+                       "world_size": engine.dist.world if engine is not None and engine.dist else 1,
+                       "cache_dtype": engine.cache_dtype if engine is not None else None,
                        "host": platform.node(), "device": str(device), "precision": precision, "batch_size": batch_size,
                        "threads": torch.get_num_threads(), "started": started.isoformat(timespec="seconds"),
                        "wall_s": round(wall, 3), "engine": stats, "pid": os.getpid()},

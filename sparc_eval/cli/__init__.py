@@ -40,9 +40,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import data, listing, run
+    from . import data, listing, merge, run
 
-    for module in (run, listing, data):
+    for module in (run, listing, data, merge):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -49,15 +49,18 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--shard", metavar="I/N", help="Run only the I-th of N interleaved slices of the task list (1-based).")
 @click.option("--predictions", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Captions file to score (caption tasks; no --model needed).")
+@click.option("--cache-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Precision of embeddings stored in the cache (fp16 halves it for very large sets).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")
 def run(tasks, suite, model_spec, pretrained, model_name, data_root, output, device, precision, batch_size,
         num_workers, limit, seed, params, include, no_cache, cache_dir, overwrite, resolution, interpolation, crop,
-        dense, shard, predictions, quiet) -> None:
+        dense, shard, predictions, cache_dtype, quiet) -> None:
     """Evaluate a model on tasks or a suite and print a results table.
 
     \b
     sparc-eval run --task coco-retrieval --model open_clip:ViT-B-32 --pretrained ep32.pt --data-root /datasets
     sparc-eval run --suite demo --model open_clip:ViT-Tiny-8-64
+    torchrun --nproc-per-node 8 -m sparc_eval run --suite sparc-paper --model sparc:ckpt --data-root /datasets
     """
     from ..api import evaluate
 
@@ -69,10 +72,14 @@ def run(tasks, suite, model_spec, pretrained, model_name, data_root, output, dev
                      seed=seed, use_cache=not no_cache, cache_dir=cache_dir, overwrite=overwrite,
                      preprocessing={"resolution": resolution, "interpolation": interpolation, "crop": crop},
                      dense=dense, shard=_parse_shard(shard), predictions=predictions, progress=not quiet,
-                     log=(lambda m: None) if quiet else log)
+                     cache_dtype=cache_dtype, log=(lambda m: None) if quiet else log)
+    from ..engine import distributed
     from ..results.table import print_run_table
 
-    print_run_table(evals)
+    d = distributed.info()
+    if d is None or d.main:
+        print_run_table(evals)
+    distributed.shutdown()
 
 
 

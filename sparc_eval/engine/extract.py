@@ -1,10 +1,11 @@
 """Batched embedding extraction with DataLoader workers, in a deterministic order, through the cache.
 
 Samples are encoded in their dataset order in fixed batches of ``batch_size``; cache chunks hold a
-whole number of batches, so a resumed or cached run encodes exactly the same batches as a fresh
-one. Image decoding errors name the file and stop the run with a ``DataError`` (never a worker
-traceback). Every finished chunk is on disk before the next starts, so a killed run loses at most
-one chunk of work.
+whole number of batches, so a resumed, cached or data-parallel run encodes exactly the same batches
+as a fresh single-process one. Under ``torchrun`` rank r encodes batches r, r+n, ... and every rank
+receives all outputs in order (``engine.distributed``); rank 0 alone writes the cache. Image decoding
+errors name the file and stop the run with a ``DataError`` (never a worker traceback). Every
+finished chunk is on disk before the next starts, so a killed run loses at most one chunk of work.
 """
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ from ..data.base import ImageSet
 from ..errors import DataError
 from ..fileio import sha256_json
 from ..models.base import ModelAdapter, PatchEmbeddings
+from . import distributed
 from .cache import EmbeddingCache
+from .sources import CachedSource, RowSource, TensorRows
 
 _IMAGE_ONLY_KEYS = ("resolution", "interpolation", "crop", "mean", "std", "image_pipeline", "dense", "resized")
+CACHE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 class _ImageDataset(Dataset):
@@ -72,7 +76,8 @@ class EngineStats:
 
 @dataclass
 class Engine:
-    """Serves embeddings of one model to tasks. ``cache=None`` disables the disk cache."""
+    """Serves embeddings of one model to tasks. ``cache=None`` disables the disk cache;
+    ``cache_dtype="fp16"`` stores embeddings in half precision (they are returned as float32)."""
 
     model: ModelAdapter
     cache: EmbeddingCache | None = None
@@ -80,6 +85,8 @@ class Engine:
     num_workers: int | None = None
     progress: bool = True
     batches_per_chunk: int = 32
+    cache_dtype: str = "fp32"
+    dist: distributed.DistInfo | None = field(default_factory=distributed.info)
     stats: EngineStats = field(default_factory=EngineStats)
 
     # -- keys ---------------------------------------------------------------------------------------
@@ -89,7 +96,8 @@ class Engine:
             pre = {k: v for k, v in pre.items() if k not in _IMAGE_ONLY_KEYS}
         return sha256_json({"model": self.model.identity.weights_sha256, "spec": self.model.identity.spec,
                             "preprocessing": pre, "precision": self.model.precision, "what": what,
-                            "dataset": fingerprint, "ids": sha256_json(list(ids)), "transform": transform_id})
+                            "dataset": fingerprint, "ids": sha256_json(list(ids)), "transform": transform_id,
+                            "stored": self.cache_dtype})
 
     def _workers(self, n: int) -> int:
         if self.num_workers is not None:
@@ -98,99 +106,161 @@ class Engine:
             return 0
         return min(4, os.cpu_count() or 1)
 
-    # -- generic chunked, cached extraction ------------------------------------------------------
-    def _cached(self, key: str, n: int, encode_range: Callable[[list[tuple[int, int]]], Iterator[tuple[int, torch.Tensor]]],
-                desc: str, meta: dict) -> tuple[torch.Tensor, int]:
-        """Embeddings [n, D] for ``key``, computing only chunks not on disk. Returns (tensor, n_cached)."""
-        if self.cache is not None and self.cache.complete(key):
-            return self.cache.load(key)["emb"], n
-        chunk = self.batch_size * self.batches_per_chunk
-        ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-        done = self.cache.chunks(key) if self.cache is not None else {}
-        todo = [r for r in ranges if r not in done]
-        parts: dict[int, torch.Tensor] = {}
-        for r in ranges:
-            if r in done:
-                parts[r[0]] = self.cache.read_chunk(done[r])["emb"]
-        buf: list[torch.Tensor] = []
-        bounds = iter(todo)
-        current = next(bounds, None)
-        filled = 0
-        with tqdm(total=sum(b - a for a, b in todo), desc=desc, disable=not self.progress or not todo,
-                  unit="it", leave=False) as bar:
-            for _, emb in encode_range(todo):
-                buf.append(emb)
-                filled += emb.shape[0]
-                bar.update(emb.shape[0])
-                while current is not None and filled >= current[1] - current[0]:
-                    block = torch.cat(buf)
-                    size = current[1] - current[0]
-                    out, rest = block[:size], block[size:]
-                    parts[current[0]] = out
-                    if self.cache is not None:
-                        self.cache.write_chunk(key, current[0], {"emb": out})
-                    buf, filled = ([rest] if rest.shape[0] else []), rest.shape[0]
-                    current = next(bounds, None)
-        result = torch.cat([parts[s] for s, _ in ranges]) if ranges else torch.zeros(0)
-        if self.cache is not None:
-            self.cache.finish(key, n, meta)
-        return result, n - sum(b - a for a, b in todo)
+    @property
+    def main(self) -> bool:
+        return self.dist is None or self.dist.main
 
-    # -- images ---------------------------------------------------------------------------------------
-    def iter_image_batches(self, images: ImageSet, indices: Sequence[int] | None = None,
-                           transform: Callable | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(sample indices, transformed image batch) in order, decoded by DataLoader workers."""
-        idx = list(range(len(images))) if indices is None else list(indices)
+    # -- the ordered batch map (single process or data-parallel) ----------------------------------
+    def _map(self, batches: list[list[int]], produce: Callable[[list[list[int]]], Iterator]) -> Iterator[tuple[int, object]]:
+        """(position, output) for every batch in order. ``produce(batches)`` lazily yields one output per
+        batch it is given; under torchrun each rank produces only its share and outputs are gathered."""
+        d = self.dist
+        if d is None:
+            yield from enumerate(produce(batches))
+            return
+        mine = produce(batches[d.rank::d.world])
+        for g in range(0, len(batches), d.world):
+            out = next(mine) if g + d.rank < len(batches) else None
+            for j, o in enumerate(distributed.gather(out, d)):
+                if g + j < len(batches):
+                    yield g + j, o
+
+    def _image_loader(self, images: ImageSet, batches: list[list[int]], transform: Callable | None = None):
         ds = _ImageDataset(images, transform or self.model.image_transform)
-        batches = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
-        loader = DataLoader(ds, batch_sampler=batches, num_workers=self._workers(len(idx)), collate_fn=_collate,
-                            pin_memory=self.model.device.type == "cuda")
+        loader = DataLoader(ds, batch_sampler=batches, num_workers=self._workers(sum(map(len, batches))),
+                            collate_fn=_collate, pin_memory=self.model.device.type == "cuda")
         for index, batch, errors in loader:
             if errors:
                 raise DataError(errors[0] + (f" (and {len(errors) - 1} more in the same batch)" if len(errors) > 1
                                              else ""))
             yield index, batch
 
-    def image_embeddings(self, images: ImageSet, desc: str = "images") -> torch.Tensor:
-        """l2-normalised global image embeddings [N, D], cached by content."""
-        key = self._key("image", images.fingerprint, images.ids)
+    # -- generic chunked, cached extraction ------------------------------------------------------
+    def _cached(self, key: str, n: int, produce: Callable, desc: str, meta: dict,
+                keep: bool = True) -> tuple[torch.Tensor | None, int]:
+        """Embeddings [n, D] for ``key``, computing only chunks not on disk -> (tensor, n_cached).
+        With ``keep=False`` (streaming) nothing is held in memory and the tensor is None."""
+        d = self.dist
+        complete = self.cache is not None and self.cache.complete(key)
+        done = self.cache.chunks(key) if self.cache is not None and not complete else {}
+        if d is not None:
+            complete, done = distributed.broadcast((complete, done), d)
+        if complete:
+            return (self.cache.load(key)["emb"].float() if keep else None), n
+        chunk = self.batch_size * self.batches_per_chunk
+        ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+        todo = [r for r in ranges if r not in done]
+        batches = [list(range(s, min(s + self.batch_size, b))) for a, b in todo for s in range(a, b, self.batch_size)]
+        parts: dict[int, torch.Tensor] = {}
+        if keep:
+            for r in ranges:
+                if r in done:
+                    parts[r[0]] = self.cache.read_chunk(done[r])["emb"].float()
+        dtype = CACHE_DTYPES[self.cache_dtype]
+        bounds = iter(todo)
+        current = next(bounds, None)
+        buf: list[torch.Tensor] = []
+        filled = 0
+        with tqdm(total=sum(b - a for a, b in todo), desc=desc, disable=not (self.progress and todo and self.main),
+                  unit="it", leave=False) as bar:
+            for _, emb in self._map(batches, produce):
+                buf.append(emb)
+                filled += emb.shape[0]
+                bar.update(emb.shape[0])
+                if current is not None and filled == current[1] - current[0]:
+                    block = torch.cat(buf).to(dtype)
+                    if keep:
+                        parts[current[0]] = block.float()
+                    if self.cache is not None and self.main:
+                        self.cache.write_chunk(key, current[0], {"emb": block})
+                    buf, filled = [], 0
+                    current = next(bounds, None)
+        if self.cache is not None and self.main:
+            self.cache.finish(key, n, meta)
+        distributed.barrier(d)
+        result = (torch.cat([parts[s] for s, _ in ranges]) if ranges else torch.zeros(0)) if keep else None
+        return result, n - sum(b - a for a, b in todo)
 
-        def encode(todo):
-            idx = [i for a, b in todo for i in range(a, b)]
-            for index, batch in self.iter_image_batches(images, idx):
+    # -- images ---------------------------------------------------------------------------------------
+    def iter_image_batches(self, images: ImageSet, indices: Sequence[int] | None = None,
+                           transform: Callable | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(sample indices, transformed image batch) in order, decoded by DataLoader workers (this process)."""
+        idx = list(range(len(images))) if indices is None else list(indices)
+        batches = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        yield from self._image_loader(images, batches, transform)
+
+    def _encode_image_batches(self, images: ImageSet):
+        def produce(batches):
+            for _, batch in self._image_loader(images, batches):
                 self.stats.forward_batches += 1
-                yield index, self.model.encode_images(batch).cpu()
+                yield self.model.encode_images(batch).cpu()
+        return produce
 
-        emb, cached = self._cached(key, len(images), encode, desc, {"what": "image"})
+    def image_embeddings(self, images: ImageSet, desc: str = "images") -> torch.Tensor:
+        """l2-normalised global image embeddings [N, D] (float32), cached by content."""
+        key = self._key("image", images.fingerprint, images.ids)
+        emb, cached = self._cached(key, len(images), self._encode_image_batches(images), desc, {"what": "image"})
         self.stats.images_cached += cached
         self.stats.images_encoded += len(images) - cached
         return emb
 
+    def image_source(self, images: ImageSet, desc: str = "images") -> RowSource:
+        """Like ``image_embeddings`` but read back block by block from the cache (memory-bounded);
+        falls back to an in-memory source when the cache is disabled."""
+        if self.cache is None:
+            return TensorRows(self.image_embeddings(images, desc))
+        key = self._key("image", images.fingerprint, images.ids)
+        _, cached = self._cached(key, len(images), self._encode_image_batches(images), desc, {"what": "image"},
+                                 keep=False)
+        self.stats.images_cached += cached
+        self.stats.images_encoded += len(images) - cached
+        return CachedSource(self.cache, key)
+
     def patch_embeddings(self, images: ImageSet, indices: Sequence[int] | None = None,
                          transform: Callable | None = None) -> Iterator[tuple[torch.Tensor, PatchEmbeddings]]:
-        """Dense patch embeddings per batch (not cached: [N, P, D] is large); for fine-grained tasks."""
-        for index, batch in self.iter_image_batches(images, indices, transform):
-            self.stats.forward_batches += 1
+        """Dense patch embeddings per batch, in order (not cached: [N, P, D] is large). Under torchrun the
+        batches are shared out and every rank receives every batch's output."""
+        idx = list(range(len(images))) if indices is None else list(indices)
+        batches = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+
+        def produce(mine):
+            for index, batch in self._image_loader(images, mine, transform):
+                self.stats.forward_batches += 1
+                out = self.model.encode_image_patches(batch)
+                yield index, PatchEmbeddings(out.embeddings.cpu(), out.grid)
+
+        for _, (index, out) in self._map(batches, produce):
             self.stats.images_encoded += len(index)
-            yield index, self.model.encode_image_patches(batch)
+            yield index, out
 
     # -- texts ----------------------------------------------------------------------------------------
+    def _encode_text_batches(self, texts: list[str]):
+        def produce(batches):
+            for b in batches:
+                self.stats.forward_batches += 1
+                yield self.model.encode_texts([texts[i] for i in b]).cpu()
+        return produce
+
     def text_embeddings(self, texts: Sequence[str], desc: str = "texts") -> torch.Tensor:
-        """l2-normalised text embeddings [M, D] in the given order, cached by the texts' content."""
+        """l2-normalised text embeddings [M, D] (float32) in the given order, cached by the texts' content."""
         texts = list(texts)
         key = self._key("text", sha256_json(texts), [])
-
-        def encode(todo):
-            for a, b in todo:
-                for s in range(a, b, self.batch_size):
-                    batch = texts[s:min(s + self.batch_size, b)]
-                    self.stats.forward_batches += 1
-                    yield s, self.model.encode_texts(batch).cpu()
-
-        emb, cached = self._cached(key, len(texts), encode, desc, {"what": "text"})
+        emb, cached = self._cached(key, len(texts), self._encode_text_batches(texts), desc, {"what": "text"})
         self.stats.texts_cached += cached
         self.stats.texts_encoded += len(texts) - cached
         return emb
+
+    def text_source(self, texts: Sequence[str], desc: str = "texts") -> RowSource:
+        """Like ``text_embeddings`` but read back block by block from the cache (memory-bounded)."""
+        if self.cache is None:
+            return TensorRows(self.text_embeddings(texts, desc))
+        texts = list(texts)
+        key = self._key("text", sha256_json(texts), [])
+        _, cached = self._cached(key, len(texts), self._encode_text_batches(texts), desc, {"what": "text"},
+                                 keep=False)
+        self.stats.texts_cached += cached
+        self.stats.texts_encoded += len(texts) - cached
+        return CachedSource(self.cache, key)
 
     def count_truncated(self, texts: Sequence[str]) -> int:
         """How many texts exceed the model's text context (and are cut when encoded)."""

@@ -1,6 +1,7 @@
 """Oracle models of the shapes world: they read the ground truth instead of looking at the image.
 
-``py:sparc_eval.models.oracle:shapes_oracle --pretrained WORLD_ROOT`` recognises each image of the
+``py:sparc_eval.models.oracle:shapes_oracle [--pretrained WORLD_ROOT]`` (default: the standard world
+that ``${shapes}`` tasks use) recognises each image of the
 world by its decoded pixels and each caption by its text, and embeds both as one-hot vectors of the
 scene id, so an image matches exactly its own captions. It reaches the best value of any
 retrieval-style metric; ``shapes_oracle_permuted`` maps captions to a seeded random permutation of
@@ -58,7 +59,11 @@ class ShapesOracle(ModelAdapter):
 
 
 def _build(root: str | None, permute: bool, seed: int) -> ShapesOracle:
-    if not root or not (Path(root) / "world.json").is_file():
+    if root is None:
+        from ..data.synthetic import default_world
+
+        root = str(default_world())
+    if not (Path(root) / "world.json").is_file():
         raise ModelLoadError(f"shapes oracle: --pretrained must be a shapes world folder with world.json, "
                              f"found {root!r}")
     root_p = Path(root)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics.retrieval import chance_recall, recall_at_k, retrieval_counts
+from ..metrics.retrieval import chance_recall, hit_probability, retrieval_counts, topk_hits_faiss
 from ..params import Param
 from .base import EvalContext, TaskResult, TaskType
 
@@ -22,6 +22,10 @@ class Retrieval(TaskType):
     params = {
         "recall_at": Param("list[int]", [1, 5, 10], "the k of recall@k"),
         "block": Param("int", 1024, "images per block of the chunked score computation (memory bound)"),
+        "stream": Param("bool", False, "read embeddings block by block from the on-disk cache instead of memory"),
+        "backend": Param("str", "exact", "exact: tie-aware counts (torch); faiss: running top-k with faiss "
+                         "(ties broken arbitrarily)", choices=("exact", "faiss")),
+        "per_sample": Param("bool", True, "write per-query records (needed for intervals, check, compare)"),
     }
 
     @classmethod
@@ -29,13 +33,30 @@ class Retrieval(TaskType):
         return [f"{d}_R@{k}" for k in params["recall_at"] for d in ("i2t", "t2i", "mean")]
 
     def evaluate(self, model, ctx: EvalContext) -> TaskResult:
+        p = self.config.params
         data = self.load_data(ctx.limit)
-        ks = self.config.params["recall_at"]
-        img = ctx.engine.image_embeddings(data.images, desc=f"{self.config.name}: images")
-        txt = ctx.engine.text_embeddings(data.captions, desc=f"{self.config.name}: captions")
-        counts = retrieval_counts(img, txt, data.caption_image, block=self.config.params["block"])
-        metrics = recall_at_k(counts, ks)
-        records = self._records(data, counts, ks)
+        ks = p["recall_at"]
+        if p["stream"]:
+            img = ctx.engine.image_source(data.images, desc=f"{self.config.name}: images")
+            txt = ctx.engine.text_source(data.captions, desc=f"{self.config.name}: captions")
+        else:
+            img = ctx.engine.image_embeddings(data.images, desc=f"{self.config.name}: images")
+            txt = ctx.engine.text_embeddings(data.captions, desc=f"{self.config.name}: captions")
+        if p["backend"] == "faiss":
+            i2t_hits, t2i_hits = topk_hits_faiss(img, txt, data.caption_image, ks, block=p["block"])
+            i2t = {k: i2t_hits[:, c] for c, k in enumerate(ks)}
+            t2i = {k: t2i_hits[:, c] for c, k in enumerate(ks)}
+            ranks = None
+        else:
+            counts = retrieval_counts(img, txt, data.caption_image, block=p["block"])
+            i2t = {k: hit_probability(counts.i2t_gt, counts.i2t_eq, counts.i2t_pos_tied, k) for k in ks}
+            t2i = {k: hit_probability(counts.t2i_gt, counts.t2i_eq, 1, k) for k in ks}
+            ranks = counts
+        metrics = {}
+        for k in ks:
+            metrics[f"i2t_R@{k}"] = 100 * float(np.mean(i2t[k]))
+            metrics[f"t2i_R@{k}"] = 100 * float(np.mean(t2i[k]))
+            metrics[f"mean_R@{k}"] = (metrics[f"i2t_R@{k}"] + metrics[f"t2i_R@{k}"]) / 2
         aggregations = {}
         for k in ks:
             aggregations[f"i2t_R@{k}"] = {"kind": "mean", "field": f"i2t_R@{k}", "scale": 100}
@@ -49,27 +70,28 @@ class Retrieval(TaskType):
                    "captions_per_image": {"min": int(caps.min()), "max": int(caps.max())},
                    "captions_truncated": ctx.engine.count_truncated(data.captions),
                    "caption_text": "raw (as written in the annotation file, surrounding whitespace stripped)",
-                   "ties": "expected value over random tie order", **data.info}
+                   "backend": p["backend"], "streamed": p["stream"],
+                   "ties": "expected value over random tie order" if p["backend"] == "exact"
+                   else "broken in faiss's order", **data.info}
+        records = self._records(data, i2t, t2i, ranks, ks) if p["per_sample"] else None
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,
-                          aggregations=aggregations, chance=chance, details=details,
+                          aggregations=aggregations if records else {}, chance=chance, details=details,
                           n_total=data.n_total_images, n_used=len(data.images), dataset_fingerprint=data.fingerprint)
 
     @staticmethod
-    def _records(data, counts, ks) -> list[dict]:
-        from ..metrics.retrieval import hit_probability
-
-        i2t = {k: hit_probability(counts.i2t_gt, counts.i2t_eq, counts.i2t_pos_tied, k) for k in ks}
-        t2i = {k: hit_probability(counts.t2i_gt, counts.t2i_eq, 1, k) for k in ks}
+    def _records(data, i2t, t2i, counts, ks) -> list[dict]:
         records = []
         for i, img_id in enumerate(data.images.ids):
-            r = {"id": f"image:{img_id}", "cluster": img_id, "direction": "i2t", "rank": int(counts.i2t_gt[i]),
-                 "ties": int(counts.i2t_eq[i])}
+            r = {"id": f"image:{img_id}", "cluster": img_id, "direction": "i2t"}
+            if counts is not None:
+                r.update(rank=int(counts.i2t_gt[i]), ties=int(counts.i2t_eq[i]))
             r.update({f"i2t_R@{k}": float(i2t[k][i]) for k in ks})
             records.append(r)
         for j, cap_id in enumerate(data.caption_ids):
             img_id = data.images.ids[data.caption_image[j]]
-            r = {"id": f"caption:{cap_id}", "cluster": img_id, "direction": "t2i", "rank": int(counts.t2i_gt[j]),
-                 "ties": int(counts.t2i_eq[j])}
+            r = {"id": f"caption:{cap_id}", "cluster": img_id, "direction": "t2i"}
+            if counts is not None:
+                r.update(rank=int(counts.t2i_gt[j]), ties=int(counts.t2i_eq[j]))
             r.update({f"t2i_R@{k}": float(t2i[k][j]) for k in ks})
             records.append(r)
         return records

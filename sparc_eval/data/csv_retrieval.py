@@ -1,0 +1,78 @@
+"""Custom image-text retrieval sets from two CSV files (your own data, any size).
+
+Layout::
+
+    images.csv     image_id,path            (path absolute, or relative to `root`, default: the CSV's folder)
+    captions.csv   image_id,caption         (any number of captions per image; quote captions with commas)
+
+Images keep the order of ``images.csv``; captions are grouped by image in that order (stable).
+Images without a caption are left out and counted; a caption of an unknown image id is an error.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..params import Param
+from .base import ImageSet, Reader, RetrievalSet, check_images_exist, fingerprint
+
+
+def _rows(path: Path, columns: tuple[str, str]) -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"csv_retrieval: file {path} is missing")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+            raise DataError(f"{path}: expected a header with columns {list(columns)}, found {reader.fieldnames}")
+        return list(reader)
+
+
+class CsvRetrievalReader(Reader):
+    format = "csv_retrieval"
+    kind = "retrieval"
+    params = {
+        "images": Param("path", help="CSV with columns image_id,path (pass --param images=FILE)"),
+        "captions": Param("path", help="CSV with columns image_id,caption (pass --param captions=FILE)"),
+        "root": Param("path", "", "folder that relative image paths start from (default: the images CSV's folder)"),
+    }
+    layout = __doc__.split("Layout::")[1].split("Images keep")[0].rstrip()
+
+    def load(self, cfg) -> RetrievalSet:
+        images_csv, captions_csv = Path(cfg["images"]).expanduser(), Path(cfg["captions"]).expanduser()
+        root = Path(cfg["root"]).expanduser() if cfg["root"] else images_csv.parent
+        index: dict[str, int] = {}
+        paths, ids = [], []
+        for line, row in enumerate(_rows(images_csv, ("image_id", "path")), start=2):
+            iid = row["image_id"]
+            if iid in index:
+                raise DataError(f"{images_csv}:{line}: duplicate image_id {iid!r}")
+            index[iid] = len(paths)
+            p = Path(row["path"])
+            paths.append(p if p.is_absolute() else root / p)
+            ids.append(iid)
+        caps: list[list[tuple[str, str]]] = [[] for _ in paths]
+        for line, row in enumerate(_rows(captions_csv, ("image_id", "caption")), start=2):
+            if row["image_id"] not in index:
+                raise DataError(f"{captions_csv}:{line}: caption for unknown image_id {row['image_id']!r} "
+                                f"(not in {images_csv.name})")
+            caps[index[row["image_id"]]].append((f"{captions_csv.name}:{line}", row["caption"].strip()))
+        keep = [i for i, c in enumerate(caps) if c]
+        if not keep:
+            raise DataError(f"{captions_csv}: no captions for any image of {images_csv}")
+        images = [paths[i] for i in keep]
+        check_images_exist(images, str(images_csv))
+        captions, caption_image, caption_ids = [], [], []
+        for new, old in enumerate(keep):
+            for cid, text in caps[old]:
+                captions.append(text)
+                caption_image.append(new)
+                caption_ids.append(cid)
+        fp = fingerprint("csv_retrieval", [images_csv, captions_csv], images, root)
+        return RetrievalSet(ImageSet(images, [ids[i] for i in keep], fp), captions, np.asarray(caption_image),
+                            caption_ids, fp, len(paths), {"images_without_captions": len(paths) - len(keep)})
+
+
+READER = CsvRetrievalReader()

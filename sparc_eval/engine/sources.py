@@ -1,0 +1,42 @@
+"""Row-block access to embeddings, in memory or streamed from a cache entry on disk.
+
+Large retrieval (1M images x 5M captions) reads its embeddings a block of rows at a time, so its
+memory is bounded by the block size, not the dataset. Rows are returned as float32 whatever the
+stored precision (fp16 on disk halves the cache).
+"""
+from __future__ import annotations
+
+import bisect
+
+import torch
+from safetensors import safe_open
+
+from ..metrics.rows import RowSource, TensorRows
+from .cache import EmbeddingCache
+
+__all__ = ["CachedSource", "RowSource", "TensorRows"]
+
+
+class CachedSource:
+    """Rows of a complete cache entry, read lazily from its chunk files (only the slices needed)."""
+
+    def __init__(self, cache: EmbeddingCache, key: str):
+        chunks = sorted(cache.chunks(key).items())
+        if not cache.complete(key) or not chunks:
+            raise ValueError(f"cache entry {key} is not complete")
+        self.starts = [a for (a, _), _ in chunks]
+        self.spans = [(a, b, p) for (a, b), p in chunks]
+        self.n = self.spans[-1][1]
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        parts = []
+        i = max(bisect.bisect_right(self.starts, start) - 1, 0)
+        while start < stop and i < len(self.spans):
+            a, b, path = self.spans[i]
+            lo, hi = max(start, a), min(stop, b)
+            if lo < hi:
+                with safe_open(str(path), framework="pt") as f:
+                    parts.append(f.get_slice("emb")[lo - a:hi - a].float())
+                start = hi
+            i += 1
+        return torch.cat(parts) if parts else torch.zeros(0)
