@@ -10,7 +10,7 @@ STAMP_ALL := $(VENV)/.installed-all
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install install-all mmcv lint clean
+.PHONY: demo test install install-all mmcv system-deps lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,11 @@ demo: $(STAMP)
 	@echo "Demo done: results in $(DEMO_OUT)/. Rows: a randomly initialised tiny CLIP (chance level) and the"
 	@echo "ground-truth oracle (the ceiling). Trained SPARC and CLIP checkpoints are not bundled yet."
 
-test: $(STAMP_ALL)
+# Debian's chromium for the leaderboard's browser test (never a browser download).
+system-deps:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: $(STAMP_ALL) system-deps
 	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)

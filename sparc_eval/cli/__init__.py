@@ -40,9 +40,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import data, listing, merge, run
+    from . import data, listing, merge, results, run
 
-    for module in (run, listing, data, merge):
+    for module in (run, listing, data, merge, results):
         for command in module.COMMANDS:
             cli.add_command(command)
 

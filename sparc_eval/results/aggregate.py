@@ -64,6 +64,15 @@ class ClusterSums:
                     self.sums[field][c] += np.asarray(r[field], dtype=np.float64)
                     self.counts[field][c] += 1
 
+    @classmethod
+    def from_arrays(cls, aggregations: Mapping[str, Mapping], clusters: Sequence, sums: Mapping[str, np.ndarray],
+                    counts: Mapping[str, np.ndarray]) -> "ClusterSums":
+        """Rebuild from stored per-cluster arrays (e.g. a baseline file) instead of records."""
+        obj = cls.__new__(cls)
+        obj.aggregations, obj.clusters = dict(aggregations), list(clusters)
+        obj.sums, obj.counts = dict(sums), dict(counts)
+        return obj
+
     def compute(self, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Metric values for cluster weights ``[R, n_clusters]`` (None: each cluster once) -> ``{metric: [R]}``."""
         w = np.ones((1, len(self.clusters))) if weights is None else np.atleast_2d(weights).astype(np.float64)
@@ -158,27 +167,20 @@ def intervals(records: Sequence[Mapping], aggregations: Mapping[str, Mapping], s
     return {k: list(percentile_interval(np.concatenate(v))) for k, v in samples.items()}
 
 
-def paired_differences(records_a: Sequence[Mapping], aggs_a: Mapping[str, Mapping],
-                       records_b: Sequence[Mapping], aggs_b: Mapping[str, Mapping],
-                       seed: int = 0, n: int = N_BOOTSTRAP) -> dict[str, dict[str, float]]:
-    """Paired bootstrap of ``b - a`` over the clusters both sides share, per common metric.
+def paired_bootstrap(a: ClusterSums, b: ClusterSums, seed: int = 0, n: int = N_BOOTSTRAP) -> dict[str, dict]:
+    """Paired bootstrap of ``b - a`` per metric both define; ``a`` and ``b`` hold the same clusters in
+    the same order and are resampled with the same weights.
 
     Returns ``{metric: {"a", "b", "diff", "lo", "hi", "p_value", "n_clusters"}}``; the two-sided
     p-value is the bootstrap estimate of P(diff has the other sign), doubled and capped at 1.
     """
-    seen_a = list(dict.fromkeys(_cluster_of(r) for r in records_a))
-    in_b = {_cluster_of(r) for r in records_b}
-    shared = [c for c in seen_a if c in in_b]
-    common = {k: v for k, v in aggs_a.items() if k in aggs_b}
-    if not shared or not common:
-        return {}
-    sa = ClusterSums(records_a, common, shared)
-    sb = ClusterSums(records_b, {k: aggs_b[k] for k in common}, shared)
-    point_a, point_b = sa.compute(), sb.compute()
-    w = bootstrap_weights(len(shared), n, seed)
-    da, db = sa.compute(w), sb.compute(w)
+    if list(a.clusters) != list(b.clusters):
+        raise ValueError("a paired bootstrap needs the same clusters in the same order on both sides")
+    point_a, point_b = a.compute(), b.compute()
+    w = bootstrap_weights(len(a.clusters), n, seed)
+    da, db = a.compute(w), b.compute(w)
     out = {}
-    for k in common:
+    for k in (k for k in da if k in db):
         d = db[k] - da[k]
         diff = float(point_b[k][0] - point_a[k][0])
         d_ok = d[~np.isnan(d)]
@@ -188,5 +190,19 @@ def paired_differences(records_a: Sequence[Mapping], aggs_a: Mapping[str, Mappin
             p = 1.0
         lo, hi = percentile_interval(d)
         out[k] = {"a": float(point_a[k][0]), "b": float(point_b[k][0]), "diff": diff, "lo": lo, "hi": hi,
-                  "p_value": p, "n_clusters": len(shared)}
+                  "p_value": p, "n_clusters": len(a.clusters)}
     return out
+
+
+def paired_differences(records_a: Sequence[Mapping], aggs_a: Mapping[str, Mapping],
+                       records_b: Sequence[Mapping], aggs_b: Mapping[str, Mapping],
+                       seed: int = 0, n: int = N_BOOTSTRAP) -> dict[str, dict[str, float]]:
+    """``paired_bootstrap`` of two record sets over the clusters both share (in ``records_a``'s order)."""
+    seen_a = list(dict.fromkeys(_cluster_of(r) for r in records_a))
+    in_b = {_cluster_of(r) for r in records_b}
+    shared = [c for c in seen_a if c in in_b]
+    common = {k: v for k, v in aggs_a.items() if k in aggs_b}
+    if not shared or not common:
+        return {}
+    return paired_bootstrap(ClusterSums(records_a, common, shared),
+                            ClusterSums(records_b, {k: aggs_b[k] for k in common}, shared), seed, n)

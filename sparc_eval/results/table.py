@@ -1,6 +1,7 @@
 """The table printed at the end of ``sparc-eval run`` (rich; no torch)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -8,7 +9,7 @@ from rich.table import Table
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
-    if value is None or value != value:
+    if value is None or math.isnan(value):
         return "-"
     return f"{value:.{digits}f}"
 

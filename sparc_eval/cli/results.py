@@ -1,0 +1,189 @@
+"""``sparc-eval leaderboard | check | compare | baseline``: tables and CI gates over result files.
+
+These commands read only result JSON/JSONL files and never import torch (they start fast in a CI job
+that has only the results); everything beyond click is imported inside the commands.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import log
+
+RESULTS = click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+INCLUDE = click.option("--include-path", "include", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+                       help="Extra folder of task/suite YAMLs (repeatable).")
+
+
+@click.command()
+@RESULTS
+@click.option("--output", "-o", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the board to FILE; format from the suffix: .md .csv .tex .html (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "tex", "html"]), default="md", show_default=True,
+              help="Format printed on stdout when no --output is given.")
+@click.option("--suite", metavar="NAME", help="Columns and groups of a suite (tasks/suites/NAME.yaml).")
+@INCLUDE
+@click.option("--baseline", "baseline_model", metavar="MODEL", help="Show differences to this model of the results.")
+@click.option("--title", help="Title of the board (default: Leaderboard[: SUITE]).")
+@click.option("--digits", default=1, show_default=True, type=click.IntRange(0, 6), help="Decimals shown.")
+def leaderboard(results, outputs, fmt, suite, include, baseline_model, title, digits) -> None:
+    """Model x task table of RESULTS folders: group means, ranks, best marks, intervals, deltas.
+
+    \b
+    sparc-eval leaderboard results/ -o leaderboard.html -o leaderboard.md
+    sparc-eval leaderboard results/ --suite sparc-paper --baseline clip-vit-b16
+    """
+    from ..results.collect import collect
+    from ..results.leaderboard import build, shipped_versions
+    from ..results.render import format_of, render, write_board
+    from ..tasks import load_suite
+
+    for path in outputs:
+        format_of(path)
+    collection = collect(results, warn=log)
+    suite_obj = load_suite(suite, include) if suite else None
+    tasks = sorted({e.task for e in collection.entries})
+    board = build(collection, suite=suite_obj, baseline=baseline_model, title=title,
+                  current_versions=shipped_versions(tasks, include))
+    if not outputs:
+        click.echo(render(board, fmt, digits), nl=False)
+    for path in outputs:
+        write_board(board, path, digits)
+        log(f"wrote {path}")
+
+
+def _metrics_option(value: str | None):
+    if value is None or value in ("main", "all"):
+        return value
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _model_map(pairs) -> dict[str, str]:
+    from ..errors import ConfigError
+
+    out = {}
+    for p in pairs:
+        current, sep, base = p.partition("=")
+        if not sep or not current or not base:
+            raise ConfigError(f"--map {p!r}: expected CURRENT=BASELINE model names")
+        out[current] = base
+    return out
+
+
+@click.command()
+@RESULTS
+@click.option("--baseline", "baseline_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Baseline file written by `sparc-eval baseline save`.")
+@click.option("--tolerances", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML with tolerances per task/metric (see `sparc_eval.results.check`).")
+@click.option("--tolerance", type=float, help="Default tolerance in metric points (default 1.0).")
+@click.option("--metrics", help="Metrics to gate: main, all, or a comma-separated list (default main).")
+@click.option("--map", "maps", multiple=True, metavar="CURRENT=BASELINE",
+              help="Compare model CURRENT with the baseline's model BASELINE (repeatable).")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a Markdown summary (for a pull-request comment).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the paired bootstrap.")
+@click.pass_context
+def check(ctx, results, baseline_file, tolerances, tolerance, metrics, maps, junit, markdown, seed) -> None:
+    """Gate RESULTS against a baseline: exit 1 on a real regression, a missing result or a changed task
+    version, config or dataset; exit 2 on unusable input.
+
+    \b
+    sparc-eval check results/ --baseline baselines/main.json --junit report.xml --markdown summary.md
+    """
+    from ..fileio import atomic_write_text
+    from ..results.baseline import load_baseline
+    from ..results.check import load_rules, run_check
+    from ..results.check_report import junit_xml, markdown_summary, print_report
+    from ..results.collect import collect
+
+    rules = load_rules(tolerances, tolerance, _metrics_option(metrics))
+    mapping = _model_map(maps)
+    base = load_baseline(baseline_file)
+    report = run_check(collect(results, warn=log), base, rules, mapping, seed)
+    for w in report.warnings:
+        log(w)
+    print_report(report)
+    if junit:
+        atomic_write_text(junit, junit_xml(report))
+        log(f"wrote {junit}")
+    if markdown:
+        atomic_write_text(markdown, markdown_summary(report))
+        log(f"wrote {markdown}")
+    ctx.exit(report.exit_code)
+
+
+@click.command()
+@click.argument("a", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path))
+@click.option("--metrics", default="main", show_default=True, help="main, all, or a comma-separated list.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as JSON.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown table.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the paired bootstrap.")
+def compare(a, b, metrics, json_out, markdown, seed) -> None:
+    """Paired differences B - A of two result sets (folders or files), with 95% intervals and p-values.
+
+    \b
+    sparc-eval compare results/modelA results/modelB --metrics all
+    """
+    from ..fileio import atomic_write_text
+    from ..results.collect import collect
+    from ..results.compare import compare as run_compare
+    from ..results.compare import comparison_json, comparison_markdown, print_comparison
+
+    rows = run_compare(collect([a], warn=log), collect([b], warn=log), _metrics_option(metrics), seed)
+    print_comparison(rows)
+    if json_out:
+        atomic_write_text(json_out, comparison_json(rows))
+        log(f"wrote {json_out}")
+    if markdown:
+        atomic_write_text(markdown, comparison_markdown(rows))
+        log(f"wrote {markdown}")
+
+
+@click.group()
+def baseline() -> None:
+    """Save or show the baseline files that `sparc-eval check` compares against."""
+
+
+@baseline.command("save")
+@RESULTS
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Baseline file to write (e.g. baselines/main.json).")
+def baseline_save(results, output) -> None:
+    """Store the results (metrics, intervals, per-image sums for the paired bootstrap) in one JSON file."""
+    from ..results.baseline import load_baseline, save_baseline
+    from ..results.collect import collect
+
+    save_baseline(collect(results, warn=log), output, warn=log)
+    saved = load_baseline(output)
+    with_sums = sum(s is not None for s in saved.sums.values())
+    log(f"wrote {output}: {len(saved.entries)} result(s), {with_sums} with per-sample sums for the paired bootstrap")
+
+
+@baseline.command("show")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def baseline_show(file) -> None:
+    """List the results stored in a baseline file."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..results.baseline import load_baseline
+    from ..results.formatting import interval, num
+
+    base = load_baseline(file)
+    table = Table("model", "task", "version", "main metric", "value", "95% CI", "n", "clusters", box=None,
+                  header_style="bold", title=escape(f"{file} (created {base.created})"), title_justify="left")
+    for (model, task), e in sorted(base.entries.items()):
+        sums = base.sums[(model, task)]
+        iv = e.interval()
+        table.add_row(escape(model), escape(task), escape(str(e.version)), escape(e.main_metric), num(e.value(), 2),
+                      interval(*iv, 2) if iv else "-", escape(f"{e.dataset.get('n_used')}/{e.dataset.get('n_total')}"),
+                      str(len(sums.clusters)) if sums is not None else "-")
+    Console(width=200).print(table)
+
+
+COMMANDS = [leaderboard, check, compare, baseline]

@@ -1,0 +1,111 @@
+"""Baseline files: what ``sparc-eval check`` compares new results against (no torch).
+
+A baseline is one self-contained JSON file (commit it; CI needs nothing else)::
+
+    {"schema": "sparc-eval/baseline/v1", "created": ISO time, "sources": [folders],
+     "results": [
+       {"result": <the result JSON without "details" and "samples">,
+        "clusters": {"ids": [cluster ids], "count": [records per cluster],
+                     "fields": {field: {"sum": [...], "count": [...] if it differs}}} | null},
+       ...]}
+
+``clusters`` holds, per cluster (image) of the per-sample records, the sums and counts of every record
+field the result's ``aggregations`` use: exactly what the bootstrap resamples, so ``check`` runs a paired
+bootstrap against new per-sample records without the old samples files, for every aggregation kind
+(mean, ratio, classwise_ratio, mean_of). It is ``null`` when the result had no per-sample records;
+``check`` then falls back to the stored 95% intervals. One result per line, so diffs stay readable.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ResultsError
+from ..fileio import atomic_write_text
+from .aggregate import ClusterSums
+from .collect import Collection, Entry, Key, pick
+from .paired import stored_sums, sums_to_json
+from .store import validate
+
+SCHEMA = "sparc-eval/baseline/v1"
+DROPPED = ("details", "samples")
+
+
+@dataclass
+class Baseline:
+    """A loaded baseline: one ``Entry`` per (model, task) plus its per-cluster sums (or None)."""
+
+    path: Path
+    entries: dict[Key, Entry]
+    sums: dict[Key, ClusterSums | None]
+    created: str = ""
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({m for m, _ in self.entries})
+
+
+def baseline_record(entry: Entry) -> dict:
+    """One ``results`` item of a baseline file (reads the entry's per-sample records)."""
+    result = {k: v for k, v in entry.result.items() if k not in DROPPED}
+    records = entry.records()
+    aggs = entry.aggregations
+    clusters = sums_to_json(ClusterSums(records, aggs)) if records and aggs else None
+    return {"result": result, "clusters": clusters}
+
+
+def save_baseline(collection: Collection, path: Path | str, warn: Callable[[str], None] | None = None) -> Path:
+    """Write a baseline of every result in ``collection`` (one per (model, task): see ``collect.pick``)."""
+    kept, conflicts = pick(collection.entries)
+    for c in conflicts:
+        if warn is not None:
+            warn(f"warning: {c.kept.model} / {c.kept.task}: {c.describe()}")
+    items = [baseline_record(kept[k]) for k in sorted(kept)]
+    sources = sorted({e.label.split("/", 1)[0] for e in kept.values()})
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    head = json.dumps({"schema": SCHEMA, "created": created, "sources": sources}, sort_keys=True)[:-1]
+    lines = [head + ', "results": [']
+    lines += [json.dumps(item, sort_keys=True, separators=(",", ":"), allow_nan=True)
+              + ("," if i < len(items) - 1 else "") for i, item in enumerate(items)]
+    lines.append("]}")
+    path = Path(path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def load_baseline(path: Path | str) -> Baseline:
+    """Read and validate a baseline file; ``ResultsError`` naming the file and the bad item otherwise."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot read baseline file ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+                           f"the file may be truncated") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ResultsError(f"{path}: not a sparc-eval baseline (schema {found!r}, expected {SCHEMA!r}); "
+                           f"write one with `sparc-eval baseline save RESULTS -o {path}`")
+    items = data.get("results")
+    if not isinstance(items, list):
+        raise ResultsError(f"{path}: field 'results' missing or not a list")
+    entries: dict[Key, Entry] = {}
+    sums: dict[Key, ClusterSums | None] = {}
+    for i, item in enumerate(items):
+        where = f"{path}: results[{i}]"
+        if not isinstance(item, dict):
+            raise ResultsError(f"{where}: expected an object with 'result' and 'clusters'")
+        result = validate(item.get("result"), where)
+        entry = Entry(path, result, f"{path.name}:{result['model']['name']}/{result['task']['name']}")
+        key = (entry.model, entry.task)
+        if key in entries:
+            raise ResultsError(f"{where}: a second result for model {key[0]!r}, task {key[1]!r}")
+        entries[key] = entry
+        clusters = item.get("clusters")
+        sums[key] = stored_sums(clusters, entry.aggregations, where) if clusters else None
+    return Baseline(path, entries, sums, str(data.get("created", "")), list(data.get("sources") or []))

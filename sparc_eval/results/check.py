@@ -1,0 +1,273 @@
+"""The regression gate: compare results with a baseline file, metric by metric (no torch).
+
+A metric *regressed* only when both hold: the change in the bad direction (from the metric
+registry: CHAIR is lower-is-better) exceeds the tolerance (absolute metric points), and the 95%
+interval of the difference lies entirely on the bad side of 0 (paired bootstrap over the shared
+images when per-sample data exist on both sides, else the two stored intervals combined; with
+neither, the tolerance alone decides). *Improved* is the mirror image; anything else is
+*unchanged*. A (model, task) of the baseline that has no result now is *missing*; one whose task
+version, task config hash or dataset fingerprint changed is reported as such instead of being
+compared. All of these fail the check; results not in the baseline are listed as *new*.
+
+Tolerances come from a YAML file (``yaml.safe_load``)::
+
+    tolerance: 1.0        # default, in metric points (percent for proportions)
+    metrics: main         # which metrics to gate: main | all | [list of keys]
+    tasks:
+      coco-retrieval: {tolerance: 0.5, metrics: all, per_metric: {t2i_R@1: 1.0}}
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import ConfigError, ResultsError
+from .baseline import Baseline
+from .collect import Collection, Entry, pick
+from .leaderboard import metric_direction
+from .paired import Difference, from_intervals, paired_with_sums
+
+DEFAULT_TOLERANCE = 1.0
+FAILING = ("regressed", "missing", "version_changed", "config_changed", "dataset_changed")
+STATUSES = FAILING + ("improved", "unchanged", "new")
+_TOP_KEYS = {"tolerance", "metrics", "tasks"}
+_TASK_KEYS = {"tolerance", "metrics", "per_metric"}
+
+
+@dataclass
+class Rule:
+    """How one task is gated: default tolerance, which metrics, per-metric tolerances."""
+
+    tolerance: float = DEFAULT_TOLERANCE
+    metrics: str | list[str] = "main"
+    per_metric: dict[str, float] = field(default_factory=dict)
+
+    def tolerance_for(self, metric: str) -> float:
+        return self.per_metric.get(metric, self.tolerance)
+
+    def select(self, entry: Entry) -> list[str]:
+        if self.metrics == "main":
+            return [entry.main_metric]
+        if self.metrics == "all":
+            return [entry.main_metric] + sorted(k for k in entry.result["metrics"] if k != entry.main_metric)
+        return list(self.metrics)
+
+
+@dataclass
+class Rules:
+    default: Rule = field(default_factory=Rule)
+    tasks: dict[str, Rule] = field(default_factory=dict)
+
+    def for_task(self, task: str) -> Rule:
+        return self.tasks.get(task, self.default)
+
+
+def _tolerance(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
+        raise ConfigError(f"{where}: expected a tolerance >= 0 in metric points, found {value!r}")
+    return float(value)
+
+
+def _metrics(value: object, where: str) -> str | list[str]:
+    if value in ("main", "all"):
+        return str(value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{where}: expected 'main', 'all' or a list of metric keys, found {value!r}")
+
+
+def load_rules(path: Path | str | None = None, tolerance: float | None = None, metrics: str | None = None) -> Rules:
+    """Rules from a tolerance YAML (or defaults); ``tolerance``/``metrics`` override its top level."""
+    raw: object = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read tolerance file ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    where = str(path) if path is not None else "tolerances"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with keys {sorted(_TOP_KEYS)}, found {type(raw).__name__}")
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(_TOP_KEYS)}")
+    default = Rule(_tolerance(raw.get("tolerance", DEFAULT_TOLERANCE), f"{where}: tolerance"),
+                   _metrics(raw.get("metrics", "main"), f"{where}: metrics"))
+    if tolerance is not None:
+        default.tolerance = _tolerance(tolerance, "--tolerance")
+    if metrics is not None:
+        default.metrics = _metrics(metrics, "--metrics")
+    tasks_raw = raw.get("tasks") or {}
+    if not isinstance(tasks_raw, dict):
+        raise ConfigError(f"{where}: tasks must map task names to {{tolerance, metrics, per_metric}}")
+    tasks = {}
+    for name, spec in tasks_raw.items():
+        at = f"{where}: tasks.{name}"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{at}: expected a mapping with keys {sorted(_TASK_KEYS)}, found {spec!r}")
+        unknown = sorted(set(spec) - _TASK_KEYS)
+        if unknown:
+            raise ConfigError(f"{at}: unknown key(s) {unknown}; valid keys are {sorted(_TASK_KEYS)}")
+        per = spec.get("per_metric") or {}
+        if not isinstance(per, dict):
+            raise ConfigError(f"{at}.per_metric: expected a mapping of metric key to tolerance, found {per!r}")
+        tasks[str(name)] = Rule(_tolerance(spec.get("tolerance", default.tolerance), f"{at}.tolerance"),
+                                _metrics(spec.get("metrics", default.metrics), f"{at}.metrics"),
+                                {str(k): _tolerance(v, f"{at}.per_metric.{k}") for k, v in per.items()})
+    return Rules(default, tasks)
+
+
+@dataclass
+class CheckRow:
+    """One line of the report: a metric comparison, or a (model, task) problem (``metric`` empty)."""
+
+    status: str
+    model: str
+    task: str
+    metric: str = ""
+    baseline: float = math.nan
+    current: float = math.nan
+    difference: Difference | None = None
+    tolerance: float = math.nan
+    higher_is_better: bool = True
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILING
+
+
+@dataclass
+class CheckReport:
+    rows: list[CheckRow]
+    baseline: Baseline
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.rows)
+
+    @property
+    def counts(self) -> Counter:
+        return Counter(r.status for r in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def summary(self) -> str:
+        counts = self.counts
+        parts = [f"{counts[s]} {s.replace('_', ' ')}" for s in STATUSES if counts[s]]
+        verdict = "FAILED" if self.failed else "passed"
+        return f"check {verdict}: " + (", ".join(parts) if parts else "nothing to compare")
+
+
+def _dataset_text(e: Entry) -> str:
+    ds = e.dataset
+    return f"{str(e.fingerprint)[:12]} (n={ds.get('n_used')}/{ds.get('n_total')}, limit={ds.get('limit')})"
+
+
+def _identity_row(base: Entry, cur: Entry) -> CheckRow | None:
+    model, task = base.model, base.task
+    if cur.version != base.version:
+        return CheckRow("version_changed", model, task, message=(
+            f"task version {base.version} in the baseline, {cur.version} in {cur.label}: numbers are not "
+            f"comparable; save a new baseline if the change is intended"))
+    if cur.config_sha256 != base.config_sha256:
+        return CheckRow("config_changed", model, task, message=(
+            f"task config {base.config_sha256[:12]} in the baseline, {cur.config_sha256[:12]} in {cur.label} "
+            f"(same version {cur.version}: a --param override or an unversioned YAML edit)"))
+    if cur.fingerprint != base.fingerprint:
+        return CheckRow("dataset_changed", model, task, message=(
+            f"dataset {_dataset_text(base)} in the baseline, {_dataset_text(cur)} in {cur.label}"))
+    return None
+
+
+def _metric_rows(base: Entry, cur: Entry, sums, rule: Rule, seed: int, warnings: list[str]) -> list[CheckRow]:
+    metrics = rule.select(base)
+    paired: dict[str, Difference] = {}
+    if sums is not None:
+        try:
+            records = cur.records()
+        except ResultsError as e:
+            records = []
+            warnings.append(f"warning: {e}; using the stored intervals instead of a paired bootstrap")
+        if records and cur.aggregations:
+            paired = paired_with_sums(sums, records, cur.aggregations, metrics, seed)
+    rows = []
+    for k in metrics:
+        hib = metric_direction(k)[0]
+        tol = rule.tolerance_for(k)
+        b, c = base.value(k), cur.value(k)
+        if math.isnan(b) or math.isnan(c):
+            where = "the baseline" if math.isnan(b) else cur.label
+            rows.append(CheckRow("missing", base.model, base.task, k, b, c, None, tol, hib,
+                                 f"metric {k} is not in {where}"))
+            continue
+        d = paired.get(k) or from_intervals(k, b, c, base.interval(k), cur.interval(k))
+        worse = -d.diff if hib else d.diff
+        if d.has_noise:
+            bad_side, good_side = (d.hi < 0, d.lo > 0) if hib else (d.lo > 0, d.hi < 0)
+        else:
+            bad_side, good_side = worse > 0, worse < 0
+        eps = 1e-9
+        if worse > tol + eps and bad_side:
+            status, note = "regressed", f"worse by {abs(d.diff):.2f} > tolerance {tol:g}, outside the noise"
+        elif -worse > tol + eps and good_side:
+            status, note = "improved", f"better by {abs(d.diff):.2f} > tolerance {tol:g}, outside the noise"
+        elif abs(d.diff) <= tol + eps:
+            status, note = "unchanged", "within tolerance"
+        else:
+            status, note = "unchanged", "beyond tolerance but within the noise (the 95% interval includes 0)"
+        if d.method == "none":
+            note += "; no noise estimate (no per-sample records or intervals)"
+        rows.append(CheckRow(status, base.model, base.task, k, b, c, d, tol, hib, note))
+    return rows
+
+
+def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = None,
+              model_map: Mapping[str, str] | None = None, seed: int = 0) -> CheckReport:
+    """Compare ``collection`` with ``baseline``.
+
+    ``model_map``: current model name -> baseline model name; when given, only those models are
+    checked (on both sides).
+    """
+    rules = rules or Rules()
+    mapping = dict(model_map or {})
+    kept, conflicts = pick(collection.entries)
+    warnings = [f"warning: {c.kept.model} / {c.kept.task}: {c.describe()}" for c in conflicts]
+    if mapping:
+        unknown = sorted(set(mapping.values()) - set(baseline.models))
+        if unknown:
+            raise ResultsError(f"{baseline.path}: no baseline model(s) {unknown}; it holds {baseline.models}")
+        kept = {(m, t): e for (m, t), e in kept.items() if m in mapping}
+    current = {(mapping.get(m, m), t): e for (m, t), e in kept.items()}
+    wanted = set(mapping.values()) if mapping else set(baseline.models)
+    rows: list[CheckRow] = []
+    for key in sorted(k for k in baseline.entries if k[0] in wanted):
+        base, cur = baseline.entries[key], current.get(key)
+        if cur is None:
+            rows.append(CheckRow("missing", *key, metric=base.main_metric, baseline=base.value(),
+                                 higher_is_better=metric_direction(base.main_metric)[0],
+                                 message=f"no result for model {key[0]!r}, task {key[1]!r} in the results checked"))
+            continue
+        problem = _identity_row(base, cur)
+        if problem is not None:
+            rows.append(problem)
+            continue
+        rows += _metric_rows(base, cur, baseline.sums.get(key), rules.for_task(key[1]), seed, warnings)
+    for key in sorted(set(current) - set(baseline.entries)):
+        e = current[key]
+        rows.append(CheckRow("new", *key, metric=e.main_metric, current=e.value(),
+                             higher_is_better=metric_direction(e.main_metric)[0],
+                             message=f"{e.label} is not in the baseline"))
+    order = {s: i for i, s in enumerate(STATUSES)}
+    rows.sort(key=lambda r: (order[r.status], r.model, r.task, r.metric))
+    return CheckReport(rows, baseline, warnings)

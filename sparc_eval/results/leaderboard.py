@@ -1,0 +1,341 @@
+"""The leaderboard: a model x task table of main metrics, with suite group aggregates (no torch).
+
+``build(entries, suite=..., baseline=...)`` returns a ``Board`` that the renderers (Markdown, CSV,
+LaTeX, HTML) only format. Decisions made here:
+
+- Columns: ``Average`` (unweighted mean of every task's main metric, as DataComp), then one column
+  per group (unweighted mean of its tasks; groups from ``--suite``, or else the tasks' own
+  ``groups`` that hold at least two of the board's tasks), then one per task. A model lacking a
+  task gets no value for the aggregates that contain it (never a mean over a subset).
+  Lower-is-better main metrics (CHAIR) are left out of an aggregate that also holds
+  higher-is-better ones, and a note says so. A group's chance level is the mean of its tasks'.
+- Rank by ``Average`` (by the task itself when the board has one task), direction-aware; ties share
+  the lower rank; models without a value are unranked. The best value of each column is marked.
+- Partial (``--limit``) results form their own table: no rank, no best marks, deltas only against
+  the baseline model's own partial results.
+- Flags: several results for one (model, task) that differ (task version, config hash, dataset or
+  seed) are *mixed* (the highest version, then the latest run, is shown); a result whose task
+  version, config hash or dataset differs from its column's reference (the newest task version,
+  then the most common config and dataset), or whose task YAML has since changed version, is *stale*. Flagged values are shown
+  with the reason, and aggregates that contain them are flagged too.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ResultsError, UnknownNameError
+from .collect import Collection, Entry, Key, pick
+
+AVERAGE = "average"
+
+
+@dataclass
+class Column:
+    """One leaderboard column: a task (``kind="task"``), a suite group or the overall average."""
+
+    key: str
+    label: str
+    kind: str
+    higher_is_better: bool = True
+    metric: str | None = None
+    unit: str = "%"
+    chance: float | None = None
+    members: list[str] = field(default_factory=list)
+    version: object = None
+    description: str = ""
+
+
+@dataclass
+class Grid:
+    """A ``Table`` as numpy arrays ``[model i, column j]`` (renderers read cells from here: fast)."""
+
+    values: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    n_used: np.ndarray
+    n_total: np.ndarray
+    best: np.ndarray
+    delta: np.ndarray | None
+    rank: np.ndarray
+    n_tasks: np.ndarray
+
+
+@dataclass
+class Table:
+    """Values of one table (full or partial runs); rows in display order, columns by ``Column.key``."""
+
+    values: pd.DataFrame
+    lo: pd.DataFrame
+    hi: pd.DataFrame
+    n_used: pd.DataFrame
+    n_total: pd.DataFrame
+    best: pd.DataFrame
+    delta: pd.DataFrame | None
+    rank: pd.Series
+    n_tasks: pd.Series
+    flags: dict[Key, list[str]]
+    entries: dict[Key, Entry]
+
+    @cached_property
+    def models(self) -> list[str]:
+        return list(self.values.index)
+
+    @cached_property
+    def grid(self) -> Grid:
+        def arr(df: pd.DataFrame) -> np.ndarray:
+            return df.to_numpy(dtype=float)
+
+        return Grid(arr(self.values), arr(self.lo), arr(self.hi), arr(self.n_used), arr(self.n_total),
+                    self.best.to_numpy(dtype=bool), arr(self.delta) if self.delta is not None else None,
+                    self.rank.to_numpy(dtype=float), self.n_tasks.to_numpy(dtype=int))
+
+
+@dataclass
+class Board:
+    """A whole leaderboard: columns (aggregates first, then tasks), the full-run and partial-run tables."""
+
+    title: str
+    columns: list[Column]
+    full: Table
+    partial: Table | None
+    baseline: str | None = None
+    suite: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def task_columns(self) -> list[Column]:
+        return [c for c in self.columns if c.kind == "task"]
+
+    @property
+    def aggregate_columns(self) -> list[Column]:
+        return [c for c in self.columns if c.kind != "task"]
+
+
+def metric_direction(key: str) -> tuple[bool, str, float | None, bool]:
+    """``(higher_is_better, unit, registry chance, registered)`` of a metric key."""
+    from ..metrics.registry import get
+
+    try:
+        info = get(key)
+    except UnknownNameError:
+        return True, "", None, False
+    return info.higher_is_better, info.unit, info.chance, True
+
+
+def shipped_versions(tasks: Sequence[str], include: Sequence = ()) -> dict[str, object]:
+    """Current ``version`` of each task YAML that exists (shipped or under ``include``)."""
+    from ..tasks import peek_task, task_files
+
+    files = task_files(include)
+    return {t: peek_task(t, include).get("version") for t in tasks if t in files}
+
+
+def _reference(entries: Sequence[Entry]) -> Entry:
+    """The entry a column is measured against: highest version, then the most common config+dataset."""
+    top = max(e.version if isinstance(e.version, (int, float)) else -math.inf for e in entries)
+    candidates = [e for e in entries if (e.version if isinstance(e.version, (int, float)) else -math.inf) == top]
+    counts = Counter((e.config_sha256, e.fingerprint) for e in candidates)
+    return max(candidates, key=lambda e: (counts[(e.config_sha256, e.fingerprint)], e.started, e.label))
+
+
+def _by_task(kept: Mapping[Key, Entry]) -> dict[str, list[Entry]]:
+    out: dict[str, list[Entry]] = {}
+    for (_, task), e in kept.items():
+        out.setdefault(task, []).append(e)
+    return out
+
+
+def _stale_reasons(e: Entry, ref: Entry, current: object) -> list[str]:
+    if e.signature[:3] == ref.signature[:3] and (current is None or e.version == current):
+        return []
+    reasons = []
+    if e.version != ref.version:
+        reasons.append(f"stale: task version {e.version}, the column uses version {ref.version}")
+    elif e.config_sha256 != ref.config_sha256:
+        reasons.append(f"stale: task config {e.config_sha256[:12]} differs from the column's {ref.config_sha256[:12]}")
+    if e.fingerprint != ref.fingerprint and e.version == ref.version:
+        reasons.append(f"stale: dataset {str(e.fingerprint)[:12]} differs from the column's {str(ref.fingerprint)[:12]}")
+    if current is not None and e.version != current:
+        reasons.append(f"stale: task version {e.version}; the task YAML is now version {current}")
+    return reasons
+
+
+def _task_columns(tasks: Sequence[str], refs: Mapping[str, Entry], notes: list[str]) -> list[Column]:
+    cols = []
+    for t in tasks:
+        ref = refs.get(t)
+        if ref is None:
+            cols.append(Column(t, t, "task", description="no results"))
+            continue
+        hib, unit, chance, registered = metric_direction(ref.main_metric)
+        if not registered:
+            notes.append(f"{t}: main metric {ref.main_metric!r} is not in the metric registry; "
+                         f"treated as higher-is-better")
+        own = ref.chance()
+        cols.append(Column(t, t, "task", hib, ref.main_metric, unit, own if own is not None else chance,
+                           version=ref.version))
+    return cols
+
+
+def _aggregate(key: str, label: str, members: Sequence[Column], notes: list[str], what: str) -> Column | None:
+    if not members:
+        return None
+    directions = {c.higher_is_better for c in members}
+    used = list(members)
+    if len(directions) > 1:
+        used = [c for c in members if c.higher_is_better]
+        left = [c.key for c in members if not c.higher_is_better]
+        notes.append(f"{label}: lower-is-better task(s) {', '.join(left)} left out of the mean "
+                     f"(it mixes directions)")
+    chances = [c.chance for c in used]
+    chance = float(np.mean(chances)) if all(ch is not None for ch in chances) else None
+    units = {c.unit for c in used}
+    return Column(key, label, "group" if key != AVERAGE else "average", used[0].higher_is_better,
+                  unit=units.pop() if len(units) == 1 else "", chance=chance, members=[c.key for c in used],
+                  description=f"unweighted mean of {what} ({len(used)} task{'s' if len(used) != 1 else ''})")
+
+
+def _groups(tasks: Sequence[str], refs: Mapping[str, Entry], suite) -> dict[str, list[str]]:
+    if suite is not None:
+        return {g: [t for t in tasks if t in members] for g, members in suite.groups.items()}
+    groups: dict[str, list[str]] = {}
+    for t in tasks:
+        if t in refs:
+            for g in refs[t].groups:
+                groups.setdefault(g, []).append(t)
+    return {g: members for g, members in sorted(groups.items()) if len(members) > 1}
+
+
+def _table(kept: Mapping[Key, Entry], columns: Sequence[Column], refs: Mapping[str, Entry],
+           current: Mapping[str, object], conflicts, ranked: bool, baseline: str | None) -> Table:
+    tasks = [c for c in columns if c.kind == "task"]
+    models = sorted({m for m, _ in kept}, key=lambda m: (m.lower(), m))
+    vals: dict[str, dict[str, float]] = {m: {} for m in models}
+    lo: dict[str, dict[str, float]] = {m: {} for m in models}
+    hi: dict[str, dict[str, float]] = {m: {} for m in models}
+    n_used: dict[str, dict[str, float]] = {m: {} for m in models}
+    n_total: dict[str, dict[str, float]] = {m: {} for m in models}
+    flags: dict[Key, list[str]] = {}
+    entries: dict[Key, Entry] = {}
+    for c in tasks:
+        for m in models:
+            e = kept.get((m, c.key))
+            if e is None:
+                continue
+            entries[(m, c.key)] = e
+            vals[m][c.key] = e.value(c.metric)
+            iv = e.interval(c.metric)
+            if iv:
+                lo[m][c.key], hi[m][c.key] = iv
+            n_used[m][c.key] = float(e.dataset.get("n_used") or math.nan)
+            n_total[m][c.key] = float(e.dataset.get("n_total") or math.nan)
+            reasons = _stale_reasons(e, refs[c.key], current.get(c.key))
+            if math.isnan(vals[m][c.key]):
+                reasons.append(f"metric {c.metric} missing from {e.label}")
+            if reasons:
+                flags.setdefault((m, c.key), []).extend(reasons)
+    for conflict in conflicts:
+        if conflict.kind == "mixed":
+            key = (conflict.kept.model, conflict.kept.task)
+            if key in entries:
+                flags.setdefault(key, []).insert(0, conflict.describe())
+    keys = [c.key for c in columns]
+    frame = pd.DataFrame.from_dict(vals, orient="index").reindex(index=models, columns=keys).astype(float)
+    for c in columns:
+        if c.kind != "task":
+            frame[c.key] = frame[c.members].mean(axis=1, skipna=False) if c.members else np.nan
+            for m in models:
+                bad = [t for t in c.members if (m, t) in flags]
+                if bad and not math.isnan(frame.at[m, c.key]):
+                    flags[(m, c.key)] = [f"includes flagged result(s): {', '.join(bad)}"]
+    n_tasks = frame[[c.key for c in tasks]].notna().sum(axis=1)
+    rank_col = next((c for c in columns if c.key == AVERAGE), tasks[0] if len(tasks) == 1 else None)
+    if ranked and rank_col is not None:
+        rank = frame[rank_col.key].rank(ascending=not rank_col.higher_is_better, method="min")
+    else:
+        rank = pd.Series(np.nan, index=models)
+    order = sorted(models, key=lambda m: (math.isnan(rank[m]), rank[m] if not math.isnan(rank[m]) else 0, m.lower(), m))
+    best = pd.DataFrame(False, index=models, columns=keys)
+    if ranked:
+        for c in columns:
+            s = frame[c.key]
+            if s.notna().sum() >= 2:
+                target = s.max() if c.higher_is_better else s.min()
+                best[c.key] = np.isclose(s.to_numpy(), target, rtol=0, atol=1e-9) & s.notna().to_numpy()
+    delta = frame.sub(frame.loc[baseline], axis=1) if baseline is not None and baseline in models else None
+
+    def reorder(df: pd.DataFrame) -> pd.DataFrame:
+        return df.reindex(index=order, columns=keys)
+
+    def from_dict(d: dict) -> pd.DataFrame:
+        return reorder(pd.DataFrame.from_dict(d, orient="index").reindex(columns=keys).astype(float))
+
+    return Table(values=reorder(frame), lo=from_dict(lo), hi=from_dict(hi), n_used=from_dict(n_used),
+                 n_total=from_dict(n_total), best=reorder(best), delta=reorder(delta) if delta is not None else None,
+                 rank=rank.reindex(order), n_tasks=n_tasks.reindex(order), flags=flags, entries=entries)
+
+
+def build(source: Collection | Sequence[Entry], *, suite=None, baseline: str | None = None, title: str | None = None,
+          current_versions: Mapping[str, object] | None = None) -> Board:
+    """The leaderboard of ``source`` (a ``Collection`` or entries).
+
+    ``suite``: a ``tasks.Suite`` fixing the task columns (in its order) and groups; results of other
+    tasks are left out (noted). ``baseline``: a model name of the results, for deltas.
+    ``current_versions``: ``{task: version}`` of the task YAMLs now (see ``shipped_versions``).
+    """
+    entries = source.entries if isinstance(source, Collection) else list(source)
+    notes: list[str] = []
+    if isinstance(source, Collection):
+        notes += [f"skipped unreadable file {label}: {reason}" for label, reason in source.skipped]
+    kept_full, conflicts_full = pick(e for e in entries if not e.partial)
+    kept_part, conflicts_part = pick(e for e in entries if e.partial)
+    seen = sorted({t for _, t in kept_full} | {t for _, t in kept_part})
+    if suite is not None:
+        tasks = list(suite.tasks)
+        outside = [t for t in seen if t not in tasks]
+        if outside:
+            notes.append(f"results of task(s) outside suite {suite.name!r} left out: {', '.join(outside)}")
+        kept_full = {k: e for k, e in kept_full.items() if k[1] in tasks}
+        kept_part = {k: e for k, e in kept_part.items() if k[1] in tasks}
+        if not kept_full and not kept_part:
+            raise ResultsError(f"none of the {len(entries)} result(s) is for a task of suite {suite.name!r} "
+                               f"({', '.join(tasks)}); the results hold {', '.join(outside)}")
+    else:
+        tasks = seen
+    refs_full = {t: _reference(es) for t, es in _by_task(kept_full).items()}
+    refs_part = {t: _reference(es) for t, es in _by_task(kept_part).items()}
+    missing = [t for t in tasks if t not in refs_full and t not in refs_part]
+    if missing:
+        notes.append(f"no results for task(s): {', '.join(missing)}")
+    task_cols = _task_columns(tasks, {**refs_part, **refs_full}, notes)
+    by_key = {c.key: c for c in task_cols}
+    aggregates: list[Column] = []
+    if len(tasks) > 1:
+        avg = _aggregate(AVERAGE, "Average", task_cols, notes, "every task's main metric")
+        if avg is not None:
+            aggregates.append(avg)
+    for g, members in _groups(tasks, {**refs_part, **refs_full}, suite).items():
+        col = _aggregate(f"group:{g}", g, [by_key[t] for t in members], notes, f"the tasks of group {g!r}")
+        if col is not None:
+            aggregates.append(col)
+    columns = aggregates + task_cols
+    current = dict(current_versions or {})
+    models = {m for m, _ in kept_full}
+    if baseline is not None and baseline not in models:
+        raise UnknownNameError("baseline model", baseline, sorted(models))
+    for c in conflicts_full + conflicts_part:
+        if c.kind == "duplicate":
+            notes.append(f"{c.kept.model} / {c.kept.task}: {c.describe()}")
+    full = _table(kept_full, columns, refs_full, current, conflicts_full, True, baseline)
+    partial = (_table(kept_part, columns, refs_part, current, conflicts_part, False, baseline)
+               if kept_part else None)
+    default_title = "Leaderboard" + (f": {suite.name}" if suite is not None else "")
+    return Board(title or default_title, columns, full, partial, baseline,
+                 suite.name if suite is not None else None, notes)
