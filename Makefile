@@ -16,8 +16,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Core + dev: torch/torchvision first and exact (they install from the machine's local wheels).
-$(STAMP): setup.cfg constraints.txt | $(BIN)/python
+$(STAMP): setup.cfg constraints.txt requirements-pos.txt | $(BIN)/python
 	$(PIP) install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q --no-deps --require-hashes -r requirements-pos.txt
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	touch $@
 

@@ -35,6 +35,7 @@ TOP_KEYS = {"name", "type", "version", "description", "dataset", "params", "main
 REQUIRED_TOP = ("name", "type", "version", "dataset", "main_metric")
 SUITE_KEYS = {"name", "description", "tasks", "groups", "not_supported"}
 _VAR = re.compile(r"\$\{([a-z_]+)\}")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _DATASET_COMMON = {"format": Param("str", help="on-disk format (reader name)"),
                    "name": Param("str", None, "short dataset name used by `data verify`")}
 
@@ -161,6 +162,8 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
         raise ConfigError(f"{path}: required key(s) {missing} missing")
     if raw["name"] != path.stem:
         raise ConfigError(f"{path}: name {raw['name']!r} must match the file name {path.stem!r}")
+    if not _NAME.match(str(raw["name"])):
+        raise ConfigError(f"{path}: task name {raw['name']!r} must be lower-case letters, digits, '-' or '_'")
     if not isinstance(raw["version"], int):
         raise ConfigError(f"{path}: version must be an integer, found {raw['version']!r}")
     if not isinstance(raw["dataset"], dict) or "format" not in raw["dataset"]:

@@ -40,7 +40,7 @@ from PIL import Image
 
 from ..fileio import atomic_write_json, cache_root, sha256_json
 
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 KINDS = ("circle", "square", "triangle", "diamond", "star", "cross")
 COLOURS = {
     "red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 119, 180), "yellow": (240, 200, 30),
@@ -235,10 +235,14 @@ def _negatives(shapes: list[Shape], rng: random.Random) -> dict[str, tuple[str, 
     out = {
         "replace_att": (pos, f"a {other_colour} {a.kind} {rel} a {b.phrase()}"),
         "replace_obj": (pos, f"a {a.colour} {other_kind} {rel} a {b.phrase()}"),
-        "replace_rel": (pos, f"a {a.phrase()} {opposite} a {b.phrase()}"),
         "add_obj": (both, f"a {a.phrase()}, a {b.phrase()} and a {rng.choice(list(COLOURS))} {third}"),
-        "add_att": (f"a {a.kind} and a {b.phrase()}", f"a {wrong_size} {a.kind} and a {b.phrase()}"),
     }
+    # Only negatives that are false of the scene: with two identical phrases the reversed relation is
+    # true, and a wrong size for a's kind is true when b is that kind in that size.
+    if a.phrase() != b.phrase():
+        out["replace_rel"] = (pos, f"a {a.phrase()} {opposite} a {b.phrase()}")
+    if not (b.kind == a.kind and b.size == wrong_size):
+        out["add_att"] = (f"a {a.kind} and a {b.phrase()}", f"a {wrong_size} {a.kind} and a {b.phrase()}")
     if a.colour != b.colour:
         out["swap_att"] = (pos, f"a {b.colour} {a.kind} {rel} a {a.colour} {b.kind}")
     if a.kind != b.kind:

@@ -53,7 +53,15 @@ class HFAdapter(ModelAdapter):
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
     def truncated(self, texts):
-        return [len(ids) > self.context_length for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+        import transformers
+
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()  # counting lengths of long texts is the point here
+        try:
+            ids = self.tokenizer(list(texts), truncation=False)["input_ids"]
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+        return [len(i) > self.context_length for i in ids]
 
     def _encode_images(self, images):
         return _features(self.model.get_image_features(pixel_values=images))
@@ -177,12 +185,18 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
         raise ModelLoadError(f"{folder / 'config.json'}: model_type {mt!r} is not supported by hf:; "
                              f"expected one of {', '.join(SUPPORTED)}")
     cls = transformers.CLIPModel if mt == "clip" else transformers.SiglipModel
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # no load-time progress bars or advisory warnings
+    transformers.logging.disable_progress_bar()
     try:
         model = cls.from_pretrained(folder, local_files_only=True, use_safetensors=None)
         processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelLoadError(f"{folder}: cannot load the {cls.__name__} or its processor "
                              f"({str(e).splitlines()[0]})") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.enable_progress_bar()
     model.eval().to(device)
     ip, tok = processor.image_processor, processor.tokenizer
     ctx = int(config.text_config.max_position_embeddings)

@@ -106,8 +106,10 @@ def read_samples(result_json: Path | str, result: Mapping | None = None) -> list
 
 
 def iter_result_files(root: Path | str) -> list[Path]:
-    """All result JSONs under ``root`` (recursively), sorted; samples files and temp files excluded."""
+    """All result JSONs ``<task>.json`` under ``root`` (recursively), sorted. Hidden/temp files and a
+    task's auxiliary files (``<task>.<kind>.json``, e.g. generated captions) are left out: task names
+    contain no dots."""
     root = Path(root)
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*.json") if not p.name.startswith("."))
+    return sorted(p for p in root.rglob("*.json") if not p.name.startswith(".") and "." not in p.stem)

@@ -1,0 +1,210 @@
+"""ARO (Yuksekgonul et al., ICLR 2023): VG-Relation, VG-Attribution, COCO-Order, Flickr30k-Order.
+
+Layout (``root`` = the dataset folder; ``subset`` picks the benchmark)::
+
+    vg_relation:     <root>/visual_genome_relation.json     [{image_path, bbox_x, bbox_y, bbox_w, bbox_h,
+                                                               true_caption, false_caption, relation_name}]
+                     <root>/images/<image_path>             the VG/GQA image subset (vgr_vga_images.zip)
+    vg_attribution:  <root>/visual_genome_attribution.json  same fields, with ``attributes`` (a pair)
+                     <root>/images/<image_path>
+    coco_order:      <root>/coco_karpathy_test.json         BLIP format: [{image: "val2014/COCO_val2014_...jpg",
+                                                               caption: [str, ...]}]; images under root
+    flickr30k_order: <root>/flickr30k_test.json             BLIP format: [{image: "flickr30k-images/...jpg", ...}]
+
+VG items: the image is cropped to the item's box before preprocessing; options are [false, true]
+(the right one is index 1); categories are relation names (VG-R) or ``<attr0>_<attr1>`` (VG-A).
+VG-R's macro mean leaves out the relations ARO's notebook lists as symmetric
+(``resources/compositional/aro_vg_relation_excluded.txt``); VG-A's counts attribute pairs with at
+least 25 items (the task's ``min_category_count``).
+
+Order items: every caption of every image, options = the caption and four perturbations (shuffle
+nouns and adjectives; shuffle all but nouns and adjectives; shuffle within trigrams; shuffle
+trigrams), all through BLIP's ``pre_caption`` (lower case, ``.!"()*#:;~`` removed, at most
+``max_words`` words). Nouns (NN, NNS, NNP, NNPS) and adjectives (JJ, JJR, JJS) are Penn Treebank
+tags from an offline tagger (``sparc_eval.text.pos``, spaCy ``en_core_web_sm``, as ARO); trigrams
+are taken over the same tokens (ARO uses NLTK's ``word_tokenize`` there). Each item's shuffles
+are drawn from its own seeded generator (``seed``, item number), so ``--limit`` keeps them.
+Perturbations equal to the original caption are dropped (they are not negatives; ARO's argmax
+would count such ties as correct), and so are items left with no perturbation (counted in ``info``).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import DataError
+from ..params import Param
+from .base import (
+    ImageSet,
+    Reader,
+    check_images_exist,
+    check_root,
+    fingerprint,
+    read_json,
+    require_fields,
+)
+from .probes import CaptionItem, CaptionSelectionSet, unique_images
+
+SUBSETS = {"vg_relation": "visual_genome_relation.json", "vg_attribution": "visual_genome_attribution.json",
+           "coco_order": "coco_karpathy_test.json", "flickr30k_order": "flickr30k_test.json"}
+EXCLUDED_RELATIONS = Path(__file__).with_name("resources") / "compositional" / "aro_vg_relation_excluded.txt"
+NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
+ADJ_TAGS = frozenset({"JJ", "JJR", "JJS"})
+PERTURBATIONS = ("shuffle_nouns_and_adj", "shuffle_allbut_nouns_and_adj", "shuffle_within_trigrams",
+                 "shuffle_trigrams")
+
+# A tagger maps captions to their tokens with Penn Treebank tags: [[(token, tag), ...], ...].
+Tagger = Callable[[Sequence[str]], list[list[tuple[str, str]]]]
+
+
+def pre_caption(caption: str, max_words: int = 30) -> str:
+    """BLIP's caption normalisation (used by ARO): lower case, ``.!"()*#:;~`` -> space, runs of
+    whitespace -> one space, stripped, cut to ``max_words`` space-separated words."""
+    text = re.sub(r"([.!\"()*#:;~])", " ", caption.lower())
+    text = re.sub(r"\s{2,}", " ", text).rstrip("\n").strip(" ")
+    words = text.split(" ")
+    return " ".join(words[:max_words]) if len(words) > max_words else text
+
+
+def _shuffle_positions(tokens: list[str], positions: Sequence[int], rng: np.random.Generator) -> None:
+    if len(positions) > 1:
+        values = [tokens[i] for i in positions]
+        for i, j in zip(positions, rng.permutation(len(values))):
+            tokens[i] = values[j]
+
+
+def _trigrams(tokens: Sequence[str]) -> list[list[str]]:
+    return [list(tokens[i:i + 3]) for i in range(0, len(tokens), 3)]
+
+
+def perturb(tagged: Sequence[tuple[str, str]], rng: np.random.Generator) -> list[str]:
+    """The four ARO order perturbations of one tagged caption, in ``PERTURBATIONS`` order, each the
+    shuffled tokens joined by single spaces."""
+    tokens = [t for t, _ in tagged]
+    nouns = [i for i, (_, tag) in enumerate(tagged) if tag in NOUN_TAGS]
+    adjs = [i for i, (_, tag) in enumerate(tagged) if tag in ADJ_TAGS]
+    rest = [i for i, (_, tag) in enumerate(tagged) if tag not in NOUN_TAGS | ADJ_TAGS]
+    a = list(tokens)
+    _shuffle_positions(a, nouns, rng)
+    _shuffle_positions(a, adjs, rng)
+    b = list(tokens)
+    _shuffle_positions(b, rest, rng)
+    within = []
+    for tri in _trigrams(tokens):
+        within += [tri[j] for j in rng.permutation(len(tri))]
+    tris = _trigrams(tokens)
+    across = [w for j in rng.permutation(len(tris)) for w in tris[j]]
+    return [" ".join(x) for x in (a, b, within, across)]
+
+
+def default_tagger() -> tuple[Tagger, dict]:
+    """The offline spaCy tagger of ``sparc_eval.text.pos`` (Penn tags) and a description of it."""
+    from ..text import pos
+
+    def tag(texts: Sequence[str]) -> list[list[tuple[str, str]]]:
+        return [[(t.text, t.tag) for t in toks] for toks in pos.analyse_many(list(texts))]
+
+    return tag, pos.pipeline_info()
+
+
+def order_options(captions: Sequence[str], seed: int, max_words: int, tagger: Tagger,
+                  first_index: int = 0) -> list[list[str] | None]:
+    """For each caption: [original, distinct perturbations...] after ``pre_caption``, or ``None``
+    when every perturbation equals the original. Item k uses the generator (``seed``, first_index + k)."""
+    out: list[list[str] | None] = []
+    for k, (caption, tagged) in enumerate(zip(captions, tagger(list(captions)))):
+        rng = np.random.default_rng([seed, first_index + k])
+        original = pre_caption(caption, max_words)
+        negatives = [pre_caption(p, max_words) for p in perturb(tagged, rng)]
+        negatives = [n for n in negatives if n != original]
+        out.append([original, *negatives] if negatives else None)
+    return out
+
+
+class AROReader(Reader):
+    format = "aro"
+    kind = "caption_selection"
+    params: ClassVar[dict[str, Param]] = {
+        "root": Param("path", help="dataset folder"),
+        "subset": Param("str", help="which ARO benchmark", choices=tuple(SUBSETS)),
+        "annotations": Param("str", None, "annotation file under root (default: the subset's file name)"),
+        "image_dir": Param("str", None, "image folder under root (default: images for VG, root for Order)"),
+        "exclude_symmetric": Param("bool", True, "vg_relation: leave ARO's symmetric relations out of the macro"),
+        "seed": Param("int", 1, "order subsets: seed of the perturbations (recorded)"),
+        "max_words": Param("int", 30, "order subsets: pre_caption word limit"),
+    }
+    layout = __doc__.split("Layout (``root`` = the dataset folder; ``subset`` picks the benchmark)::")[1] \
+        .split("VG items:")[0].rstrip()
+
+    def load(self, cfg, tagger: Tagger | None = None) -> CaptionSelectionSet:
+        root = check_root(cfg, f"aro {cfg['subset']}")
+        ann = root / (cfg.get("annotations") or SUBSETS[cfg["subset"]])
+        data = read_json(ann, f"aro {cfg['subset']}")
+        if not isinstance(data, list):
+            raise DataError(f"{ann}: expected a JSON list of items, found {type(data).__name__}")
+        if cfg["subset"].startswith("vg_"):
+            return self._vg(cfg, root, ann, data)
+        return self._order(cfg, root, ann, data, tagger)
+
+    def _vg(self, cfg, root: Path, ann: Path, data: list) -> CaptionSelectionSet:
+        image_dir = root / (cfg.get("image_dir") if cfg.get("image_dir") is not None else "images")
+        relation = cfg["subset"] == "vg_relation"
+        key = "relation_name" if relation else "attributes"
+        paths, boxes, items = [], [], []
+        for n, e in enumerate(data):
+            require_fields(e, ["image_path", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "true_caption", "false_caption",
+                               key], f"{ann}: item {n}")
+            if relation:
+                category = str(e[key])
+            else:
+                pair = e[key]
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise DataError(f"{ann}: item {n}: 'attributes' must be a pair, found {pair!r:.60}")
+                category = f"{pair[0]}_{pair[1]}"
+            paths.append(image_dir / str(e["image_path"]))
+            boxes.append(tuple(float(e[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")))
+            items.append(CaptionItem(str(n), n, [str(e["false_caption"]), str(e["true_caption"])], 1,
+                                     category.replace(" ", "_")))
+        check_images_exist(sorted(set(paths)), f"aro {cfg['subset']}")
+        excluded = []
+        if relation and cfg["exclude_symmetric"]:
+            excluded = [line.strip().replace(" ", "_") for line in EXCLUDED_RELATIONS.read_text().splitlines()
+                        if line.strip() and not line.startswith("#")]
+        fp = fingerprint("aro", [ann], sorted(set(paths)), root, {"subset": cfg["subset"], "excluded": excluded})
+        ids = [f"{n}:{p.name}" for n, p in enumerate(paths)]
+        info = {"subset": cfg["subset"], "annotations": str(ann), "crop": "image cropped to the item's box",
+                "options": "[false_caption, true_caption]"}
+        if excluded:
+            info["excluded_relations"] = str(EXCLUDED_RELATIONS)
+        return CaptionSelectionSet(ImageSet(paths, ids, fp, boxes), items, fp, len(items), info, excluded)
+
+    def _order(self, cfg, root: Path, ann: Path, data: list, tagger: Tagger | None) -> CaptionSelectionSet:
+        image_dir = root / (cfg.get("image_dir") or "")
+        captions, keys = [], []
+        for n, e in enumerate(data):
+            require_fields(e, ["image", "caption"], f"{ann}: item {n}")
+            caps = e["caption"] if isinstance(e["caption"], list) else [e["caption"]]
+            for c in caps:
+                captions.append(str(c))
+                keys.append(str(e["image"]))
+        names, index = unique_images(keys)
+        paths = [image_dir / k for k in names]
+        check_images_exist(paths, f"aro {cfg['subset']}")
+        tag_fn, tagger_info = (tagger, {"tagger": "caller-supplied"}) if tagger is not None else default_tagger()
+        options = order_options(captions, cfg["seed"], cfg["max_words"], tag_fn)
+        items = [CaptionItem(str(k), index[key], opts, 0, "order")
+                 for k, (key, opts) in enumerate(zip(keys, options)) if opts is not None]
+        dropped = sum(1 for o in options if o is None)
+        fp = fingerprint("aro", [ann], paths, root, {"subset": cfg["subset"], "seed": cfg["seed"],
+                                                     "max_words": cfg["max_words"], "tagger": tagger_info})
+        info = {"subset": cfg["subset"], "annotations": str(ann), "seed": cfg["seed"], "max_words": cfg["max_words"],
+                "perturbations": list(PERTURBATIONS), "pos_tagger": tagger_info,
+                "items_without_distinct_perturbation": dropped}
+        return CaptionSelectionSet(ImageSet(paths, names, fp), items, fp, len(items), info)
+
+
+READER = AROReader()

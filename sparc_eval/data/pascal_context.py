@@ -1,0 +1,43 @@
+"""Pascal Context (60 classes with background, or 59 with ``reduce_zero_label``), as mmsegmentation
+prepares it.
+
+Layout (``root`` = the VOC2010 folder)::
+
+    <root>/JPEGImages/<id>.jpg
+    <root>/SegmentationClassContext/<id>.png         0 background, 1-59 classes (255 ignored if present)
+    <root>/ImageSets/SegmentationContext/<split>.txt one id per line (val: 5,105 images)
+
+The label PNGs are those written by mmsegmentation's ``tools/dataset_converters/pascal_context.py``
+(from ``trainval_merged.json`` with the Detail API); the bundled class table follows *that*
+converter's label order (mmsegmentation 1.x ``PascalContextDataset``: the 59 names alphabetically),
+which is not the order of the official ``59_labels.txt``. PNGs made by another converter need their
+own ``class_table``.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..params import Param
+from .segmentation import SegmentationReader, read_list_file
+
+
+class PascalContextReader(SegmentationReader):
+    format = "pascal_context"
+    default_table = "pascal_context"
+    table_has_background = True
+    params: ClassVar[dict[str, Param]] = {
+        **SegmentationReader.common_params,
+        "reduce_zero_label": Param("bool", False, "drop background: 59 classes (PascalContextDataset59)"),
+        "image_dir": Param("str", "JPEGImages", "image folder under root"),
+        "label_dir": Param("str", "SegmentationClassContext", "label folder under root"),
+        "split_dir": Param("str", "ImageSets/SegmentationContext", "folder of the <split>.txt lists under root"),
+    }
+    layout = __doc__.split("Layout (``root`` = the VOC2010 folder)::")[1].split("The label PNGs")[0].rstrip()
+
+    def _pairs(self, cfg, root):
+        listing = root / cfg["split_dir"] / f"{cfg['split']}.txt"
+        ids = read_list_file(listing, self.format)
+        return [(root / cfg["image_dir"] / f"{i}.jpg", root / cfg["label_dir"] / f"{i}.png", i) for i in ids], [listing]
+
+
+READER = PascalContextReader()

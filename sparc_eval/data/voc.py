@@ -1,0 +1,40 @@
+"""Pascal VOC 2012 semantic segmentation (21 classes with background, or 20 with ``reduce_zero_label``).
+
+Layout (``root`` = the VOC2012 folder)::
+
+    <root>/JPEGImages/<id>.jpg
+    <root>/SegmentationClass/<id>.png          palette PNG: 0 background, 1-20 classes, 255 void border
+    <root>/ImageSets/Segmentation/<split>.txt  one id per line (val: 1,449 images)
+
+``reduce_zero_label: true`` gives the 20-class, background-ignored setting (mmsegmentation's VOC20 of
+MaskCLIP/TCL); ``false`` keeps background as class 0 (21 classes, scored). The shapes world writes
+this layout (``${shapes}/VOCdevkit/VOC2012``, class table ``shapes``).
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..params import Param
+from .segmentation import SegmentationReader, read_list_file
+
+
+class VOCReader(SegmentationReader):
+    format = "voc"
+    default_table = "voc"
+    table_has_background = True
+    params: ClassVar[dict[str, Param]] = {
+        **SegmentationReader.common_params,
+        "reduce_zero_label": Param("bool", False, "drop background: 0 -> ignored, ids shift down by one"),
+        "image_dir": Param("str", "JPEGImages", "image folder under root"),
+        "label_dir": Param("str", "SegmentationClass", "label folder under root"),
+        "split_dir": Param("str", "ImageSets/Segmentation", "folder of the <split>.txt lists under root"),
+    }
+    layout = __doc__.split("Layout (``root`` = the VOC2012 folder)::")[1].split("``reduce_zero_label")[0].rstrip()
+
+    def _pairs(self, cfg, root):
+        listing = root / cfg["split_dir"] / f"{cfg['split']}.txt"
+        ids = read_list_file(listing, self.format)
+        return [(root / cfg["image_dir"] / f"{i}.jpg", root / cfg["label_dir"] / f"{i}.png", i) for i in ids], [listing]
+
+
+READER = VOCReader()

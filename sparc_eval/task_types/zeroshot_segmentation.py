@@ -1,0 +1,384 @@
+"""Zero-shot semantic segmentation from dense patch embeddings and class-name prompts.
+
+Per image: patch embeddings (``ctx.engine.patch_embeddings``; the model's dense path, e.g. MaskCLIP's
+value path with ``--dense maskclip``) are l2-normalised and scored against the class text embeddings
+(each class: its prompt name in every template, embeddings averaged and re-normalised) -> cosine
+scores [C, h, w]; then
+
+- ``mode: whole``: the image is resized to ``resolution`` x ``resolution`` (aspect not kept: ViT
+  position embeddings fix the input size) and the scores are resized bilinearly
+  (``align_corners=False``) to the input size and then to the label size, as mmsegmentation's
+  ``whole_inference`` + post-processing;
+- ``mode: slide``: the image is resized keeping its aspect (shorter side ``short_side``, longer side
+  at most ``max_long_side``, mmcv's ``rescale_size``), windows of ``resolution`` pixels every ``stride``
+  pixels (mmsegmentation's ``slide_inference`` grid, last window flush with the border) are encoded,
+  each window's scores resized bilinearly to the window, summed on a canvas and divided by the
+  per-pixel window count, and the canvas resized bilinearly to the label size;
+- ``upsample: patch-argmax`` instead takes the argmax per patch and enlarges the label grid with
+  nearest-neighbour sampling (the order of operations the SPARC paper states; whole mode only);
+
+then argmax over classes (ties: lowest class id). The ground truth is never resized. Background, when
+the label space scores one (VOC 21, Context 60), comes from ``background: threshold`` (a constant
+score channel, as TCL) or ``background: prompt`` (the best of the ``background_prompts`` classes).
+Memory stays bounded: scores live per batch at patch resolution, and full-resolution maps are built
+for one image and a chunk of classes at a time (running max over class chunks).
+
+Metrics (see ``metrics.segmentation``): ``protocol: standard`` accumulates intersections and unions
+over the dataset (mmsegmentation's ``IoUMetric``); ``protocol: sparc-paper`` averages, over images,
+each image's mean IoU over the foreground classes present in its ground truth. Per-image records
+carry the per-class counts, so intervals resample images.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms import functional as TF
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, DataError, SparcEvalError
+from ..metrics.segmentation import (
+    AreaCounts,
+    dataset_metrics,
+    intersect_and_union,
+    present_class_scores,
+    zero_counts,
+)
+from ..models.transforms import INTERPOLATIONS, build_image_transform
+from ..params import Param
+from .base import EvalContext, TaskResult, TaskType
+
+CHUNK_ELEMENTS = 1 << 23  # floats per class chunk of a full-resolution score map (32 MiB)
+PROTOCOLS = {
+    "standard": "dataset-level: per-class intersections and unions summed over all images; mIoU = mean of "
+                "IoU over classes with a non-empty union (mmsegmentation IoUMetric)",
+    "sparc-paper": "per image: mean IoU over the foreground classes present in the ground truth; mIoU = mean "
+                   "over images with at least one such class (SPARC paper, following PACL)",
+}
+
+
+def rescale_size(width: int, height: int, short_side: int, max_long_side: int) -> tuple[int, int]:
+    """(w, h) after an aspect-preserving resize to shorter side ``short_side`` with the longer side
+    capped at ``max_long_side`` (mmcv ``rescale_size`` with scale (max_long_side, short_side))."""
+    factor = min(max_long_side / max(width, height), short_side / min(width, height))
+    return int(width * factor + 0.5), int(height * factor + 0.5)
+
+
+def sliding_windows(height: int, width: int, crop: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """Windows (y1, y2, x1, x2) of mmsegmentation's ``slide_inference``: starts every ``stride``
+    pixels, the last shifted back to end at the border; one window per axis when the image is smaller
+    than ``crop``."""
+    rows = max(height - crop + stride - 1, 0) // stride + 1
+    cols = max(width - crop + stride - 1, 0) // stride + 1
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            y2, x2 = min(r * stride + crop, height), min(c * stride + crop, width)
+            out.append((max(y2 - crop, 0), y2, max(x2 - crop, 0), x2))
+    return out
+
+
+class WindowTransform:
+    """PIL image -> normalised tensor [3, crop, crop] of one window of the resized image (zero-padded
+    at the bottom/right when the resized image is smaller than ``crop``). Picklable for workers."""
+
+    def __init__(self, resized_hw: tuple[int, int], window: tuple[int, int, int, int], crop: int,
+                 interpolation: str, mean: Sequence[float], std: Sequence[float]):
+        self.resized_hw, self.window, self.crop = resized_hw, window, crop
+        self.interpolation, self.mean, self.std = INTERPOLATIONS[interpolation], list(mean), list(std)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        img = img if img.mode == "RGB" else img.convert("RGB")
+        img = TF.resize(img, list(self.resized_hw), interpolation=self.interpolation)
+        y1, y2, x1, x2 = self.window
+        x = TF.normalize(TF.to_tensor(TF.crop(img, y1, x1, y2 - y1, x2 - x1)), self.mean, self.std)
+        return F.pad(x, (0, self.crop - (x2 - x1), 0, self.crop - (y2 - y1)))
+
+
+def chunked_argmax(num_classes: int, out_hw: tuple[int, int], scores: Callable[[slice], torch.Tensor],
+                   allowed: torch.Tensor | None = None, extra_elements: int = 0) -> torch.Tensor:
+    """Argmax over classes of ``scores(slice) -> [c, H, W]``, built a chunk of classes at a time
+    (running max, ties to the lowest class id); classes with ``allowed[c] == False`` never win."""
+    per_class = out_hw[0] * out_hw[1] + extra_elements
+    chunk = max(1, CHUNK_ELEMENTS // max(per_class, 1))
+    best = arg = None
+    for start in range(0, num_classes, chunk):
+        sl = slice(start, min(start + chunk, num_classes))
+        x = scores(sl)
+        if allowed is not None:
+            x = x.masked_fill(~allowed[sl].to(x.device)[:, None, None], float("-inf"))
+        m, a = x.max(dim=0)
+        del x  # the next chunk is built while this one would otherwise still be referenced
+        if best is None:
+            best, arg = m, a + start
+        else:
+            better = m > best
+            best, arg = torch.where(better, m, best), torch.where(better, a + start, arg)
+    return arg
+
+
+def _resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, ``align_corners=False``; ``x`` [c, h, w]."""
+    if tuple(x.shape[-2:]) == tuple(hw):
+        return x
+    return F.interpolate(x[None], size=hw, mode="bilinear", align_corners=False)[0]
+
+
+def _whole_scores(grid: torch.Tensor, input_hw: tuple[int, int], out_hw: tuple[int, int], sl: slice) -> torch.Tensor:
+    """Scores of the classes ``sl`` resized to the model input, then to the label size [c, H, W]."""
+    return _resize(_resize(grid[sl], input_hw), out_hw)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+class ZeroShotSegmentation(TaskType):
+    name = "zeroshot_segmentation"
+    dataset_kind = "segmentation"
+    requires = ("image_patches",)
+    description = "zero-shot semantic segmentation from patch embeddings and class prompts (mIoU)"
+    params: ClassVar[dict[str, Param]] = {
+        "protocol": Param("str", "standard", "mIoU protocol", tuple(PROTOCOLS)),
+        "templates": Param("list[str]", ["a photo of a {}."], "prompt templates with {} for the class prompt name"),
+        "background": Param("str", "none", "how a scored background class is predicted",
+                            ("none", "threshold", "prompt")),
+        "background_threshold": Param("float", None, "constant cosine score of the background channel"),
+        "background_prompts": Param("list[str]", ["background"], "prompt names whose best score is background"),
+        "mode": Param("str", "whole", "whole-image or sliding-window inference", ("whole", "slide")),
+        "resolution": Param("int", None, "model input side (whole) / window side (slide); default: the model's"),
+        "short_side": Param("int", 448, "slide: shorter side after the aspect-preserving resize"),
+        "max_long_side": Param("int", 2048, "slide: cap on the longer side"),
+        "stride": Param("int", None, "slide: window stride in pixels; default: half the window"),
+        "upsample": Param("str", "bilinear", "score upsampling before argmax, or argmax per patch then nearest",
+                          ("bilinear", "patch-argmax")),
+        "candidates": Param("str", "all", "classes competing in each image: all, or only those in its ground "
+                                          "truth", ("all", "present")),
+    }
+
+    @classmethod
+    def metric_keys(cls, params):
+        return ["mIoU", "mAcc", "aAcc"]
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def _check(self, data, pre: dict) -> dict:
+        p = dict(self.config.params)
+        for t in p["templates"]:
+            if "{}" not in t:
+                raise ConfigError(f"task {self.config.name}: template {t!r} has no '{{}}' for the class name")
+        if data.background_index is not None and p["background"] == "none":
+            raise ConfigError(f"task {self.config.name}: the label space scores a background class "
+                              f"({data.classes[data.background_index]!r}, id {data.background_index}); set "
+                              f"params.background to 'threshold' or 'prompt', or reduce_zero_label: true")
+        if data.background_index is None and p["background"] != "none":
+            raise ConfigError(f"task {self.config.name}: background={p['background']!r} but the label space has no "
+                              f"background class; use background: none")
+        if p["background"] == "threshold" and p["background_threshold"] is None:
+            raise ConfigError(f"task {self.config.name}: background: threshold needs params.background_threshold")
+        missing = [k for k in ("resolution", "interpolation", "mean", "std") if k not in pre]
+        if missing:
+            raise SparcEvalError(f"task {self.config.name}: the model's preprocessing lacks {missing}; zero-shot "
+                                 f"segmentation builds its own resize/normalise transform from them")
+        p["resolution"] = int(p["resolution"] or pre["resolution"])
+        if p["mode"] == "slide":
+            p["stride"] = int(p["stride"] or max(1, p["resolution"] // 2))
+            if not 0 < p["stride"] <= p["resolution"]:
+                raise ConfigError(f"task {self.config.name}: stride {p['stride']} must be in 1..{p['resolution']} "
+                                  f"(the window side), or windows would leave gaps")
+            if p["upsample"] == "patch-argmax":
+                raise ConfigError(f"task {self.config.name}: upsample: patch-argmax is defined for mode: whole only")
+        return p
+
+    def _text(self, ctx: EvalContext, data, p: dict) -> tuple[torch.Tensor, list[str]]:
+        """Text rows [M, D]: every non-background class (label-id order), then the background prompts."""
+        names = [n for i, n in enumerate(data.prompts) if i != data.background_index]
+        if p["background"] == "prompt":
+            names += list(p["background_prompts"])
+        texts = [t.format(n) for n in names for t in p["templates"]]
+        emb = ctx.engine.text_embeddings(texts, desc=f"{self.config.name}: class prompts")
+        emb = emb.view(len(names), len(p["templates"]), -1).mean(dim=1)
+        return F.normalize(emb, dim=-1), names
+
+    def _scores(self, patches: torch.Tensor, grid: tuple[int, int], text: torch.Tensor, data, p: dict) -> torch.Tensor:
+        """Cosine scores [B, C, h, w] in label-id order (background channel inserted)."""
+        b = patches.shape[0]
+        s = F.normalize(patches, dim=-1) @ text.to(patches.device).T
+        s = s.reshape(b, grid[0], grid[1], -1).permute(0, 3, 1, 2)
+        bg = data.background_index
+        if bg is None:
+            return s
+        n_fg = data.num_classes - 1
+        fg = s[:, :n_fg]
+        if p["background"] == "prompt":
+            back = s[:, n_fg:].max(dim=1, keepdim=True).values
+        else:
+            back = torch.full_like(fg[:, :1], float(p["background_threshold"]))
+        return torch.cat([fg[:, :bg], back, fg[:, bg:]], dim=1)
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    def evaluate(self, model, ctx: EvalContext) -> TaskResult:
+        data = self.load_data(ctx.limit)
+        pre = dict(model.preprocessing)
+        p = self._check(data, pre)
+        text, text_names = self._text(ctx, data, p)
+        records: dict[int, dict] = {}
+        total = zero_counts(data.num_classes)
+        bar = tqdm(total=len(data.images), desc=f"{self.config.name}: images", disable=not ctx.progress, leave=False)
+
+        def finish(i: int, pred: torch.Tensor, label: np.ndarray) -> None:
+            nonlocal total
+            counts = intersect_and_union(pred.cpu().numpy(), label, data.num_classes, data.ignore_index)
+            total = total + counts
+            records[i] = self._record(data, i, counts, p)
+            bar.update(1)
+
+        if p["mode"] == "whole":
+            self._whole(ctx, data, p, pre, text, finish)
+        else:
+            self._slide(ctx, data, p, pre, text, finish)
+        bar.close()
+        ordered = [records[i] for i in range(len(data.images))]
+        return self._result(data, p, pre, ordered, total, text_names)
+
+    def _label(self, data, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        size = _image_size(data.images.paths[i])
+        return data.read_label(i, size), size
+
+    def _allowed(self, data, label: np.ndarray, p: dict) -> torch.Tensor | None:
+        if p["candidates"] == "all":
+            return None
+        present = np.zeros(data.num_classes, dtype=bool)
+        values = np.unique(label)
+        present[values[values != data.ignore_index].astype(np.int64)] = True
+        return torch.from_numpy(present)
+
+    def _whole(self, ctx, data, p, pre, text, finish) -> None:
+        res = p["resolution"]
+        transform = build_image_transform({**pre, "resolution": res, "crop": "squash"})
+        for index, pe in ctx.engine.patch_embeddings(data.images, transform=transform):
+            scores = self._scores(pe.embeddings, pe.grid, text, data, p)
+            for b, i in enumerate(index.tolist()):
+                label, _ = self._label(data, i)
+                hw = label.shape
+                allowed = self._allowed(data, label, p)
+                grid = scores[b]
+                if p["upsample"] == "patch-argmax":
+                    lab = chunked_argmax(data.num_classes, tuple(grid.shape[-2:]), grid.__getitem__, allowed)
+                    pred = F.interpolate(lab[None, None].float(), size=hw, mode="nearest-exact")[0, 0].long()
+                else:
+                    pred = chunked_argmax(data.num_classes, hw, partial(_whole_scores, grid, (res, res), hw), allowed,
+                                          extra_elements=res * res)
+                finish(i, pred, label)
+
+    def _slide(self, ctx, data, p, pre, text, finish) -> None:
+        crop, stride = p["resolution"], p["stride"]
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, path in enumerate(data.images.paths):
+            w, h = rescale_size(*_image_size(path), p["short_side"], p["max_long_side"])
+            groups[(h, w)].append(i)
+        bs = ctx.engine.batch_size
+        for (rh, rw), members in groups.items():
+            windows = sliding_windows(rh, rw, crop, stride)
+            for start in range(0, len(members), bs):
+                chunk = members[start:start + bs]
+                position = {i: k for k, i in enumerate(chunk)}
+                grids: torch.Tensor | None = None
+                for w_idx, window in enumerate(windows):
+                    transform = WindowTransform((rh, rw), window, crop, pre["interpolation"], pre["mean"], pre["std"])
+                    for index, pe in ctx.engine.patch_embeddings(data.images, indices=chunk, transform=transform):
+                        s = self._scores(pe.embeddings, pe.grid, text, data, p)
+                        if grids is None:
+                            grids = s.new_empty((len(chunk), len(windows), *s.shape[1:]))
+                        grids[[position[i] for i in index.tolist()], w_idx] = s
+                for i in chunk:
+                    label, _ = self._label(data, i)
+                    scores = partial(self._slide_scores, grids[position[i]], windows, (rh, rw), crop, label.shape)
+                    pred = chunked_argmax(data.num_classes, label.shape, scores, self._allowed(data, label, p),
+                                          extra_elements=rh * rw)
+                    finish(i, pred, label)
+
+    @classmethod
+    def _slide_scores(cls, grids: torch.Tensor, windows, hw: tuple[int, int], crop: int, out_hw: tuple[int, int],
+                      sl: slice) -> torch.Tensor:
+        """Window-averaged scores of the classes ``sl``, resized to the label size [c, H, W]."""
+        return _resize(cls._canvas(grids[:, sl], windows, hw, crop), out_hw)
+
+    @staticmethod
+    def _canvas(grids: torch.Tensor, windows, hw: tuple[int, int], crop: int) -> torch.Tensor:
+        """Average of the windows' scores [n_win, c, h, w] on the resized image's canvas [c, H', W']."""
+        canvas = grids.new_zeros((grids.shape[1], *hw))
+        count = grids.new_zeros(hw)
+        for g, (y1, y2, x1, x2) in zip(grids, windows):
+            canvas[:, y1:y2, x1:x2] += _resize(g, (crop, crop))[:, : y2 - y1, : x2 - x1]
+            count[y1:y2, x1:x2] += 1
+        return canvas / count
+
+    # -- results --------------------------------------------------------------------------------------
+    @staticmethod
+    def _record(data, i: int, counts: AreaCounts, p: dict) -> dict:
+        img_id = data.images.ids[i]
+        rec = {"id": img_id, "cluster": img_id, "intersect": counts.intersect.tolist(), "union": counts.union.tolist(),
+               "label_area": counts.label_area.tolist(), "correct": int(counts.intersect.sum()),
+               "valid": int(counts.label_area.sum())}
+        if p["protocol"] == "sparc-paper":
+            exclude = [] if data.background_index is None else [data.background_index]
+            scores = present_class_scores(counts, exclude)
+            if scores is not None:
+                rec["image_mIoU"], rec["image_mAcc"] = scores
+        return rec
+
+    def _result(self, data, p, pre, records, total: AreaCounts, text_names) -> TaskResult:
+        std = dataset_metrics(total)
+        if p["protocol"] == "standard":
+            metrics = {"mIoU": 100 * std["mIoU"], "mAcc": 100 * std["mAcc"]}
+            aggregations = {"mIoU": {"kind": "classwise_ratio", "num": "intersect", "den": "union", "scale": 100},
+                            "mAcc": {"kind": "classwise_ratio", "num": "intersect", "den": "label_area", "scale": 100}}
+        else:
+            scored = [r for r in records if "image_mIoU" in r]
+            nan = float("nan")
+            metrics = {"mIoU": 100 * float(np.mean([r["image_mIoU"] for r in scored])) if scored else nan,
+                       "mAcc": 100 * float(np.mean([r["image_mAcc"] for r in scored])) if scored else nan}
+            aggregations = {"mIoU": {"kind": "mean", "field": "image_mIoU", "scale": 100},
+                            "mAcc": {"kind": "mean", "field": "image_mAcc", "scale": 100}}
+        metrics["aAcc"] = 100 * std["aAcc"]
+        aggregations["aAcc"] = {"kind": "ratio", "num": "correct", "den": "valid", "scale": 100}
+
+        def per_class(values: np.ndarray) -> dict:
+            return {name: (None if np.isnan(v) else round(100 * float(v), 4)) for name, v in zip(data.classes, values)}
+
+        details = {
+            "protocol": p["protocol"], "protocol_definition": PROTOCOLS[p["protocol"]],
+            "num_classes": data.num_classes, "class_names": data.classes, "prompt_names": data.prompts,
+            "text_rows": text_names, "templates": p["templates"],
+            "background": {"index": data.background_index, "mode": p["background"],
+                           **({"threshold": p["background_threshold"]} if p["background"] == "threshold" else {}),
+                           **({"prompts": p["background_prompts"]} if p["background"] == "prompt" else {})},
+            "inference": {"mode": p["mode"], "resolution": p["resolution"], "upsample": p["upsample"],
+                          "candidates": p["candidates"], "interpolation": pre["interpolation"],
+                          "mean": pre["mean"], "std": pre["std"], "dense_path": pre.get("dense", "model default"),
+                          **({"short_side": p["short_side"], "max_long_side": p["max_long_side"],
+                              "stride": p["stride"]} if p["mode"] == "slide" else {})},
+            "ignore_index": data.ignore_index, "reduce_zero_label": data.reduce_zero_label,
+            "per_class_IoU": per_class(std["IoU"]), "per_class_Acc": per_class(std["Acc"]),
+            "dataset_level": {"mIoU": 100 * std["mIoU"], "mAcc": 100 * std["mAcc"]},
+            **data.info,
+        }
+        if p["protocol"] == "sparc-paper":
+            details["images_without_foreground"] = sum(1 for r in records if "image_mIoU" not in r)
+        return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,
+                          aggregations=aggregations, details=details, n_total=data.n_total, n_used=len(data.images),
+                          dataset_fingerprint=data.fingerprint)
+
+
+TASK_TYPE = ZeroShotSegmentation

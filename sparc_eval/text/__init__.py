@@ -1,0 +1,1 @@
+"""Caption text processing: K-Precision normalisation, offline POS tagging, object mentions for CHAIR."""
