@@ -28,7 +28,8 @@ __all__ = ["Evaluation", "evaluate", "load_model", "load_task", "plan_tasks"]
 
 @dataclass
 class Evaluation:
-    """Outcome of one (model, task): ``status`` is ``computed`` or ``skipped`` (identical result on disk)."""
+    """Outcome of one (model, task): ``status`` is ``computed``, ``skipped`` (an identical result is on
+    disk) or ``unsupported`` (the model lacks an output the task needs; ``result`` holds the reason)."""
 
     task: str
     status: str
@@ -198,8 +199,12 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
             m = get_adapter()
             missing = [c for c in task.requires if not m.supports(c)]
             if missing:
-                raise SparcEvalError(f"task {cfg.name!r} needs model outputs {missing}, which {m.identity.name!r} "
-                                     f"does not provide")
+                why = f"needs model outputs {missing}, which {m.identity.name!r} does not provide"
+                if len(configs) == 1:
+                    raise SparcEvalError(f"task {cfg.name!r} {why}")
+                log(f"{cfg.name}: not run: {why}")
+                out.append(Evaluation(cfg.name, "unsupported", {"reason": why}))
+                continue
             if engine is None:
                 engine = Engine(m, cache=cache, batch_size=batch_size, num_workers=num_workers, progress=progress,
                                 cache_dtype=cache_dtype)

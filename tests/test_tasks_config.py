@@ -1,6 +1,7 @@
 """Task YAMLs: strict validation, substitution, --param overrides, user task folders, suites, the wheel."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -34,7 +35,15 @@ groups: [custom]
 
 def test_every_shipped_task_validates(tmp_path):
     for name in task_files():
-        cfg = load_task(name, data_root=tmp_path)
+        overrides: dict[str, str] = {}
+        while True:  # keys only a user can give (e.g. retrieval-custom's CSV files) get a placeholder
+            try:
+                cfg = load_task(name, data_root=tmp_path, overrides=overrides)
+                break
+            except ConfigError as e:
+                key = re.search(r"required key '([^']+)' is missing", str(e))
+                assert key and key.group(1) not in overrides, str(e)
+                overrides[key.group(1)] = "user-supplied"
         assert cfg.name == name and isinstance(cfg.version, int)
         assert registry.is_registered(cfg.main_metric)
 

@@ -70,6 +70,9 @@ _register("bbox_APl", "COCO box AP, large objects")
 _register("segm_AP", "COCO mask AP@[.50:.95]")
 _register("segm_AP50", "COCO mask AP@.50")
 _register("segm_AP75", "COCO mask AP@.75")
+_register("segm_APs", "COCO mask AP, small objects")
+_register("segm_APm", "COCO mask AP, medium objects")
+_register("segm_APl", "COCO mask AP, large objects")
 
 # Caption faithfulness and captioning.
 _register("K-P", "K-Precision over all caption tokens against the references")

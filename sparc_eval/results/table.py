@@ -21,6 +21,9 @@ def print_run_table(evals: Sequence, console: Console | None = None) -> None:
     for col in ("model", "task", "main metric", "value", "95% CI", "chance", "n", "status", "other metrics"):
         table.add_column(col, overflow="fold")
     for ev in evals:
+        if ev.status == "unsupported":
+            table.add_row("", ev.task, "", "", "", "", "", ev.status, ev.result["reason"])
+            continue
         r = ev.result
         main = r["main_metric"]
         lo_hi = r.get("intervals", {}).get(main)
