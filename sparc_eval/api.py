@@ -99,6 +99,13 @@ def _model_fingerprint(spec: str, pretrained: str | None) -> str:
     if pretrained and Path(pretrained).expanduser().is_file():
         parts.append(sha256_file(Path(pretrained).expanduser()))
     target = Path(spec.split(":", 1)[-1]).expanduser()
+    if spec.split(":", 1)[0] == "sparc" and target.is_dir():
+        from .pretrain.checkpoint import resolve_checkpoint
+
+        try:  # a run folder: the checkpoint it resolves to now (the latest, or --pretrained STEP)
+            target = resolve_checkpoint(target, pretrained)
+        except SparcEvalError:
+            pass
     if spec.split(":", 1)[0] in ("hf", "sparc") and target.is_dir():
         parts.append({p.name: sha256_file(p) for p in sorted(target.iterdir())
                       if p.suffix in (".safetensors", ".bin") and p.is_file()})

@@ -56,7 +56,8 @@ def _search_dirs(include: Sequence[Path | str] = ()) -> list[Path]:
     return dirs + [shipped_dir()]
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """``yaml.safe_load`` of a file; a syntax error names the file, line and column."""
     try:
         with path.open(encoding="utf-8") as f:
             return yaml.safe_load(f)
@@ -110,7 +111,8 @@ class TaskConfig:
                 "params": self.params, "main_metric": self.main_metric, "groups": self.groups}
 
 
-def _substitute(value: Any, variables: Mapping[str, Any], where: str) -> Any:
+def substitute(value: Any, variables: Mapping[str, Any], where: str) -> Any:
+    """Replace ``${name}`` in every string of ``value`` (a callable variable is evaluated on use)."""
     if isinstance(value, str):
         def repl(m: re.Match) -> str:
             var = m.group(1)
@@ -124,13 +126,14 @@ def _substitute(value: Any, variables: Mapping[str, Any], where: str) -> Any:
             return str(got)
         return _VAR.sub(repl, value)
     if isinstance(value, list):
-        return [_substitute(v, variables, where) for v in value]
+        return [substitute(v, variables, where) for v in value]
     if isinstance(value, dict):
-        return {k: _substitute(v, variables, f"{where}.{k}") for k, v in value.items()}
+        return {k: substitute(v, variables, f"{where}.{k}") for k, v in value.items()}
     return value
 
 
-def _shapes_root() -> Path:
+def shapes_root() -> Path:
+    """The standard shapes world (``${shapes}``), generated on first use."""
     from .data.synthetic import default_world
 
     return default_world()
@@ -151,7 +154,7 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
         if str(name_or_path) not in files:
             raise UnknownNameError("task", str(name_or_path), sorted(files))
         path = files[str(name_or_path)]
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of task fields, found {type(raw).__name__}")
     unknown = sorted(set(raw) - TOP_KEYS)
@@ -192,12 +195,12 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
         raise ConfigError(f"--param format: the dataset format of {raw['name']!r} cannot be changed")
 
     env_root = data_root if data_root is not None else os.environ.get("SPARC_EVAL_DATA")
-    variables = {"data_root": Path(env_root).expanduser() if env_root else None, "shapes": _shapes_root,
+    variables = {"data_root": Path(env_root).expanduser() if env_root else None, "shapes": shapes_root,
                  "task_dir": path.parent}
     schema = {**_DATASET_COMMON, **reader.params}
     dataset = validate(dataset, schema, f"{path}: dataset")
-    dataset = _substitute(dataset, variables, f"{path}: dataset")
-    params = _substitute(validate(params, cls.params, f"{path}: params"), variables, f"{path}: params")
+    dataset = substitute(dataset, variables, f"{path}: dataset")
+    params = substitute(validate(params, cls.params, f"{path}: params"), variables, f"{path}: params")
     keys = cls.metric_keys(params)
     check_keys(keys, f"{path}: metrics of task type {cls.name!r}")
     if raw["main_metric"] not in keys:
@@ -213,7 +216,7 @@ def peek_task(name: str, include: Sequence[Path | str] = ()) -> dict:
     files = task_files(include)
     if name not in files:
         raise UnknownNameError("task", name, sorted(files))
-    raw = _read_yaml(files[name])
+    raw = read_yaml(files[name])
     return raw if isinstance(raw, dict) else {}
 
 
@@ -233,7 +236,7 @@ def load_suite(name: str, include: Sequence[Path | str] = ()) -> Suite:
     if name not in files:
         raise UnknownNameError("suite", name, sorted(files))
     path = files[name]
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'tasks', found {type(raw).__name__}")
     unknown = sorted(set(raw) - SUITE_KEYS)

@@ -40,9 +40,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import data, listing, merge, results, run
+    from . import data, listing, merge, pretrain, results, run
 
-    for module in (run, listing, data, merge, results):
+    for module in (run, listing, data, merge, results, pretrain):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,50 @@
+"""``sparc-eval pretrain``: train SPARC (or a baseline) from a recipe YAML; checkpoints load as ``sparc:DIR``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import UserError, log
+
+
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Training recipe YAML (see configs/).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, dotted (e.g. steps=200, optim.lr=1e-3, data.root=/data/world).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (default: the config's output_dir).")
+@click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None, metavar="[CHECKPOINT]",
+              help="Continue from the latest checkpoint of the run folder (bare --resume) or from CHECKPOINT.")
+@click.option("--stop-after", type=click.IntRange(1), metavar="N",
+              help="Stop after N steps of this invocation, with a checkpoint (for time-limited jobs).")
+@click.option("--device", help="auto, cpu, cuda (overrides the config).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or log lines.")
+def pretrain(config_path, overrides, output, resume, stop_after, device, quiet) -> None:
+    """Pretrain a dual encoder with SPARC or a baseline loss.
+
+    \b
+    sparc-eval pretrain --config configs/shapes-sparc.yaml
+    sparc-eval pretrain --config configs/sparc-vit-b16.yaml --set data.shards='/data/{00000..00999}.tar'
+    torchrun --nproc-per-node 8 -m sparc_eval.pretrain --config configs/sparc-vit-b16.yaml
+    sparc-eval run --task shapes-retrieval --model sparc:runs/shapes-sparc
+    """
+    from ..errors import SparcEvalError
+
+    try:
+        from ..pretrain.config import load_config
+        from ..pretrain.train import train
+
+        sets = list(overrides) + ([f"output_dir={output}"] if output else []) + ([f"device={device}"] if device else [])
+        cfg = load_config(config_path, sets)
+        out = train(cfg, resume=True if resume == "latest" else (resume or False), stop_after=stop_after,
+                    progress=not quiet, log=(lambda m: None) if quiet else log)
+    except SparcEvalError as e:
+        raise UserError(str(e)) from None
+    if not quiet:
+        summary = {k: out[k] for k in ("step", "loss") if k in out}
+        log(f"done: {summary}; checkpoints in {cfg.output_dir} (evaluate with --model sparc:{cfg.output_dir})")
+
+
+COMMANDS = [pretrain]

@@ -1,0 +1,82 @@
+"""``sparc:DIR`` models: checkpoints written by sparc-eval's pretraining module (``sparc-eval pretrain``).
+
+``DIR`` is a checkpoint folder (``config.json`` + ``model.safetensors``) or a run folder holding
+``checkpoint-STEP`` folders; there ``--pretrained STEP`` (``1000`` or ``checkpoint-1000``) picks one, the
+latest by default. Weights are read with safetensors only. The identity's ``weights_sha256`` is the sha256
+of ``model.safetensors``; preprocessing is the one the model was trained with (``config.json``), with the
+usual CLI overrides.
+
+Outputs (see ``pretrain/model.py``):
+
+- ``encode_images`` / ``encode_texts``: the global embeddings the global loss was trained on,
+  ``g_v(h_v(mean_p f_v))`` and ``g_t(masked mean_l f_t)``;
+- ``encode_image_patches``: the paper's segmentation path (App. D.7), each patch feature through the
+  extra dense layer ``h_v`` and the adaptor ``g_v``, so patches live in the space of the global text
+  embeddings they are compared with (``--dense direct``; MaskCLIP's path does not apply);
+- ``encode_text_tokens``: ``g_t(f_t)`` per token, the space of the local loss, with the padding mask.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelLoadError
+from ..fileio import sha256_file
+from .base import ModelAdapter, ModelIdentity, PatchEmbeddings
+from .transforms import apply_overrides, build_image_transform
+
+
+class SparcAdapter(ModelAdapter):
+    """Wraps a ``pretrain.model.DualEncoder`` and its tokenizer (a loaded checkpoint or the model in training)."""
+
+    def __init__(self, model, tokenizer, **kw):
+        super().__init__(**kw)
+        self.model, self.tokenizer = model, tokenizer
+
+    def _ids(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts)).to(self.device)
+
+    def _encode_images(self, images):
+        return self.model.encode_image(images)
+
+    def _encode_texts(self, texts):
+        return self.model.encode_text(self._ids(texts))
+
+    def _encode_image_patches(self, images):
+        return PatchEmbeddings(self.model.encode_image_patches(images), self.model.grid_size)
+
+    def _encode_text_tokens(self, texts):
+        return self.model.encode_text_tokens(self._ids(texts))
+
+    def truncated(self, texts):
+        ctx = getattr(self.tokenizer, "context_length", None)
+        enc = getattr(self.tokenizer, "encode", None)
+        if ctx is None or enc is None:
+            return [False] * len(texts)
+        return [len(enc(t)) + 2 > ctx for t in texts]
+
+
+def wrap(model, tokenizer, preprocessing: dict, identity: ModelIdentity, device: torch.device,
+         precision: str = "fp32") -> SparcAdapter:
+    """An adapter around an in-memory ``DualEncoder`` (used by the trainer's periodic evaluation)."""
+    return SparcAdapter(model, tokenizer, identity=identity, image_transform=build_image_transform(preprocessing),
+                        preprocessing=preprocessing, device=device, precision=precision)
+
+
+def load(spec: str, pretrained: str | None = None, *, device: torch.device, precision: str, name: str,
+         seed: int = 0, preprocessing: dict | None = None, dense: str = "direct") -> SparcAdapter:
+    """Build ``sparc:DIR`` (``pretrained`` optionally picks a step in a run folder)."""
+    from ..pretrain.checkpoint import MODEL_FILE, load_model, resolve_checkpoint
+    from ..pretrain.model import build_tokenizer
+
+    if dense != "direct":
+        raise ModelLoadError(f"--dense {dense}: sparc: models have one dense path (App. D.7: h_v then g_v); "
+                             f"use --dense direct")
+    ckpt = resolve_checkpoint(Path(spec.split(":", 1)[1]), pretrained)
+    model, cfg = load_model(ckpt)
+    pre, _ = apply_overrides({**cfg["preprocessing"], "dense": "h_v+g_v" if model.h_v is not None else "g_v",
+                              "step": cfg["step"]}, preprocessing)
+    identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=sha256_file(ckpt / MODEL_FILE))
+    return wrap(model.to(device), build_tokenizer(model.config), pre, identity, device, precision)

@@ -1,0 +1,128 @@
+"""``py:`` models for the classification tests (not a test module).
+
+- ``build`` / ``build_permuted``: the shapes-world oracle. It recognises a single-shape image by its
+  decoded pixels, looks its kind up in ``world.json`` and embeds it as the one-hot vector of that
+  kind; a text is the one-hot vector of the kind it names. Zero-shot top-1 is then exactly 100 and a
+  probe separates the classes perfectly. ``build_permuted`` gives each image the kind of another
+  single-shape scene (a seeded permutation, ``permuted_kinds``), so it scores chance in expectation.
+- ``build_pixel``: a small deterministic image-text model (pixels and character trigrams through
+  fixed random projections) whose predictions vary from image to image: the common input of our
+  pipeline and CLIP_benchmark in the agreement test.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sparc_eval.data.synthetic import KINDS, load_world
+from sparc_eval.models.base import ModelAdapter, ModelIdentity
+
+
+def pixel_key(img: Image.Image) -> str:
+    rgb = img.convert("RGB")
+    return hashlib.sha1(rgb.tobytes() + str(rgb.size).encode()).hexdigest()
+
+
+def single_shape_scenes(root: Path) -> dict[int, int]:
+    """Scene id -> kind index of every single-shape scene of the world at ``root``."""
+    world = load_world(root)
+    return {s["id"]: KINDS.index(s["objects"][0]["kind"]) for s in world["scenes"] if len(s["objects"]) == 1}
+
+
+def permuted_kinds(root: Path, seed: int = 0) -> dict[int, int]:
+    """Scene id -> the kind the permuted oracle gives its image (another scene's kind, seeded)."""
+    kinds = single_shape_scenes(root)
+    ids = sorted(kinds)
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    return {sid: kinds[ids[perm[i]]] for i, sid in enumerate(ids)}
+
+
+class _KindOf:
+    """Image transform: PIL image -> one-hot [len(KINDS)] of the kind assigned to its scene."""
+
+    def __init__(self, table: dict[str, int]):
+        self.table = table
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        out = torch.zeros(len(KINDS))
+        kind = self.table.get(pixel_key(img))
+        if kind is not None:
+            out[kind] = 1.0
+        return out
+
+
+class KindOracle(ModelAdapter):
+    _WORDS = re.compile(r"\b(" + "|".join(KINDS) + r")\b")
+
+    def _encode_images(self, images):
+        return images.float()
+
+    def _encode_texts(self, texts):
+        out = torch.zeros(len(texts), len(KINDS))
+        for i, t in enumerate(texts):
+            m = self._WORDS.search(t)
+            if m:
+                out[i, KINDS.index(m.group(1))] = 1.0
+        return out
+
+
+def _oracle(root: str | None, kinds: dict[int, int], permuted: bool) -> KindOracle:
+    table = {}
+    for sid, kind in kinds.items():
+        with Image.open(Path(root) / "images" / f"{sid:06d}.png") as im:
+            table[pixel_key(im)] = kind
+    return KindOracle(identity=ModelIdentity("py:oracles_classification", root, "kind-oracle", ""),
+                      image_transform=_KindOf(table), preprocessing={"oracle": "shapes kinds", "permuted": permuted})
+
+
+def build(pretrained: str) -> KindOracle:
+    return _oracle(pretrained, single_shape_scenes(Path(pretrained)), False)
+
+
+def build_permuted(pretrained: str, seed: int = 0) -> KindOracle:
+    return _oracle(pretrained, permuted_kinds(Path(pretrained), seed), True)
+
+
+class PixelCLIP(torch.nn.Module):
+    """encode_image: centred 8x8 RGB pixels @ a fixed random matrix; encode_text: trigram counts @ another."""
+
+    def __init__(self, seed: int = 0, dim: int = 32, buckets: int = 512):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("img_proj", torch.randn(3 * 8 * 8, dim, generator=g))
+        self.register_buffer("txt_proj", torch.randn(buckets, dim, generator=g))
+        self.buckets = buckets
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.flatten(1) - 0.5) @ self.img_proj
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens @ self.txt_proj
+
+
+def pixel_transform(img: Image.Image) -> torch.Tensor:
+    small = img.convert("RGB").resize((8, 8), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+class TrigramTokenizer:
+    def __init__(self, buckets: int = 512):
+        self.buckets = buckets
+
+    def __call__(self, texts) -> torch.Tensor:
+        out = torch.zeros(len(texts), self.buckets)
+        for i, t in enumerate(texts):
+            s = f"  {t.lower()} "
+            for j in range(len(s) - 2):
+                out[i, zlib.crc32(s[j:j + 3].encode()) % self.buckets] += 1.0
+        return out
+
+
+def build_pixel(seed: int = 0):
+    return PixelCLIP(seed), pixel_transform, TrigramTokenizer()

@@ -1,0 +1,116 @@
+"""Linear probe: the solver against scikit-learn, the lambda search, splits, and CLI runs on the shapes world."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_OPEN_CLIP
+from sklearn.linear_model import LogisticRegression
+
+from sparc_eval.metrics.linear_probe import GRID, ProbeProblem, fewshot_indices, stratified_split, sweep, top1
+from sparc_eval.results.aggregate import ClusterSums
+from sparc_eval.results.store import read_samples
+
+ORACLES = Path(__file__).with_name("oracles_classification.py")
+
+
+def _clusters(n_per_class: int, n_classes: int, dim: int, spread: float, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_classes, dim, generator=g) * 3
+    y = torch.arange(n_classes).repeat_interleave(n_per_class)
+    x = torch.nn.functional.normalize(centres[y] + spread * torch.randn(len(y), dim, generator=g), dim=1)
+    return x, y.numpy()
+
+
+def test_fit_matches_scikit_learn_at_a_fixed_strength():
+    x, y = _clusters(60, 3, 8, 2.0, seed=0)  # overlapping classes: the optimum is interior
+    lam = 1e-2
+    ours = ProbeProblem(x, y, 3, tol=1e-9).fit(lam)
+    ref = LogisticRegression(C=1.0 / (lam * len(y)), tol=1e-10, max_iter=10_000).fit(x.double().numpy(), y)
+    p_ours = torch.softmax(ours.scores(x), 1).numpy()
+    assert np.abs(p_ours - ref.predict_proba(x.double().numpy())).max() < 2e-4
+    assert np.array_equal(p_ours.argmax(1), ref.predict(x.double().numpy()))
+
+
+def test_separable_features_reach_100_and_shuffled_labels_reach_chance():
+    x, y = _clusters(150, 4, 16, 0.3, seed=1)
+    xtr, ytr, xva, yva, xte, yte = x[::3], y[::3], x[1::3], y[1::3], x[2::3], y[2::3]
+    sw = sweep(ProbeProblem(xtr, ytr, 4), xva, yva)
+    assert sw.lam in GRID and sw.val_top1[sw.best] == 100.0
+    assert top1(sw.probes[sw.best], xte, yte) == 100.0
+    shuffled = np.random.default_rng(0).permutation(ytr)
+    sw_s = sweep(ProbeProblem(xtr, shuffled, 4), xva, yva)
+    acc = top1(sw_s.probes[sw_s.best], xte, yte)
+    assert abs(acc - 25.0) < 15.0, acc  # 200 test images: chance 25 +- 3 standard errors
+    assert sw_s.lam in GRID
+
+
+def test_search_visits_the_coarse_points_then_halves_around_the_best():
+    x, y = _clusters(40, 3, 8, 1.5, seed=2)
+    sw = sweep(ProbeProblem(x[::2], y[::2], 3), x[1::2], y[1::2])
+    visited = sorted(sw.val_top1)
+    assert set(range(0, 97, 16)) <= set(visited)
+    assert len(visited) <= 7 + 8
+    assert all(j in visited for j in (sw.best - 1, sw.best + 1) if 0 <= j < 97)
+    best = max(sw.val_top1.values())
+    assert sw.val_top1[sw.best] == best
+    assert sw.best == max(i for i in visited if sw.val_top1[i] == best)  # ties go to the larger lambda
+    table = sw.table()
+    assert [r["lambda"] for r in table] == [float(GRID[i]) for i in visited]
+
+
+def test_deterministic():
+    x, y = _clusters(50, 3, 8, 1.5, seed=3)
+    runs = [sweep(ProbeProblem(x[::2], y[::2], 3), x[1::2], y[1::2]) for _ in range(2)]
+    assert runs[0].best == runs[1].best and runs[0].val_top1 == runs[1].val_top1
+    assert torch.equal(runs[0].probes[runs[0].best].weight, runs[1].probes[runs[1].best].weight)
+
+
+def test_stratified_split_and_fewshot_sampling():
+    y = np.array([0] * 10 + [1] * 5 + [2] * 1 + [3] * 2)
+    tr, va = stratified_split(y, 0.2, seed=0)
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(len(y)))
+    assert np.bincount(y[va], minlength=4).tolist() == [2, 1, 0, 1]
+    assert np.array_equal(va, stratified_split(y, 0.2, seed=0)[1])
+    assert not np.array_equal(va, stratified_split(y, 0.2, seed=1)[1])
+    idx = fewshot_indices(y[:15], 3, seed=0)
+    assert np.bincount(y[idx]).tolist() == [3, 3]
+    with pytest.raises(ValueError, match="class 2 has 1 training images, fewer than k=2"):
+        fewshot_indices(y, 2, seed=0)
+
+
+def test_cli_probe_with_the_oracle_scores_100_and_permuted_scores_near_chance(runner, cli, shapes_root, tmp_path):
+    for builder, out in (("build", "oracle"), ("build_permuted", "permuted")):
+        res = runner.invoke(cli, ["run", "--task", "shapes-linear-probe", "--model", f"py:{ORACLES}:{builder}",
+                                  "--pretrained", str(shapes_root), "--model-name", out, "-o", str(tmp_path), "-q"])
+        assert res.exit_code == 0, res.output
+    good = json.loads((tmp_path / "oracle" / "shapes-linear-probe.json").read_text())
+    bad = json.loads((tmp_path / "permuted" / "shapes-linear-probe.json").read_text())
+    assert good["metrics"]["top1"] == 100.0 and good["metrics"]["mean_per_class_recall"] == 100.0
+    assert good["details"]["chosen_lambda"] in GRID.tolist()
+    assert good["details"]["validation"] == "dataset split 'val'"
+    assert good["chance"]["top1"] == pytest.approx(100 / 6)
+    assert bad["metrics"]["top1"] < 45.0
+
+
+def test_cli_probe_full_and_fewshot_on_a_real_model(runner, cli, shapes_root, tmp_path):
+    res = runner.invoke(cli, ["run", "--task", "shapes-linear-probe", "--model", TINY_OPEN_CLIP, "-o", str(tmp_path),
+                              "-q", "--param", "fewshot_k=[2]", "--param", "fewshot_seeds=3", "--param", "val_split="])
+    assert res.exit_code == 0, res.output
+    path = next(tmp_path.glob("*/shapes-linear-probe.json"))
+    r = json.loads(path.read_text())
+    assert set(r["metrics"]) == {"top1", "top5", "mean_per_class_recall", "top1.2shot", "top5.2shot",
+                                 "mean_per_class_recall.2shot"}
+    few = r["details"]["fewshot"]["2"]
+    assert len(few["top1"]["per_seed"]) == 3 and few["top1"]["mean"] == pytest.approx(r["metrics"]["top1.2shot"])
+    assert few["top1"]["std"] == pytest.approx(np.std(few["top1"]["per_seed"], ddof=1))
+    assert r["details"]["validation"].startswith("stratified 20% of each training class")
+    assert r["details"]["features"].startswith("post_projection")
+    assert len(r["details"]["sweep"]) >= 7 and r["details"]["chosen_lambda"] in GRID.tolist()
+    # the metrics are recomputed exactly from the per-sample records
+    recomputed = ClusterSums(read_samples(path, r), r["aggregations"]).compute()
+    for k, v in r["metrics"].items():
+        assert recomputed[k][0] == pytest.approx(v), k

@@ -1,0 +1,102 @@
+"""DDP on CPU (gloo, 2 processes under torchrun) computes the loss and the gradients of the single-process
+run on the same global batch, for every loss; gradient accumulation is exact too.
+
+The torchrun workers run this file as a script (``__main__`` below)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = {"arch": "ViT-Tiny-8-64", "embed_dim": 32, "vision_cfg": {"layers": 1, "width": 64, "head_width": 32},
+        "text_cfg": {"layers": 1, "width": 64, "heads": 2, "context_length": 16}}
+# case -> (loss section, model overrides, accumulation steps under DDP)
+CASES = {
+    "sparc": ({"name": "sparc", "params": {}}, {}, 1),
+    "sparc-captions-accum": ({"name": "sparc", "params": {"reduction": "captions"}}, {}, 2),
+    "clip-separate-temperature": ({"name": "clip", "params": {}}, {"local_temperature": "separate"}, 1),
+    "filip": ({"name": "filip", "params": {"global_weight": 1.0, "token_drop": 0.25}}, {}, 1),
+    "pacl": ({"name": "pacl", "params": {}}, {}, 1),
+    "gloria": ({"name": "gloria", "params": {}}, {}, 1),
+    "mgca-accum": ({"name": "mgca", "params": {"num_prototypes": 16}}, {}, 2),
+}
+
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tiny models run as fast on one thread, and steadier on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+def tiny_config(world: Path, out: Path, loss: dict, model: dict | None = None, accum: int = 1, batch: int = 8,
+                **top):
+    from sparc_eval.pretrain.config import from_dict
+
+    return from_dict({"name": "tiny", "seed": 3, "output_dir": str(out), "steps": 4, "batch_size": batch,
+                      "accum_steps": accum, "device": "cpu", "log_every": 1, "checkpoint_every": 2,
+                      "model": {**TINY, **(model or {})}, "loss": loss,
+                      "data": {"format": "shapes", "root": str(world), "num_workers": 0}, **top})
+
+
+def first_step(cfg) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """(loss terms averaged over ranks, gradients) of the first step of ``cfg``."""
+    from sparc_eval.pretrain import distributed as D
+    from sparc_eval.pretrain.train import Trainer
+
+    trainer = Trainer(cfg, progress=False, log=lambda m: None)
+    it = iter(trainer.loader())
+    terms = trainer.accumulate([next(it) for _ in range(cfg.accum_steps)])
+    mean = {k: D.all_reduce_mean(v).item() for k, v in terms.items()}
+    grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)).clone()
+             for n, p in trainer.module.named_parameters()}
+    return mean, grads
+
+
+def _worker(world: Path, out: Path) -> None:
+    from sparc_eval.pretrain import distributed as D
+
+    rank = int(os.environ["RANK"])
+    for case, (loss, model, accum) in CASES.items():
+        terms, grads = first_step(tiny_config(world, out / "run", loss, model, accum))
+        torch.save({"terms": terms, "grads": grads}, out / f"{case}-{rank}.pt")
+    D.cleanup()
+
+
+def test_ddp_gloo_two_processes_equal_single_process(small_world, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", __file__,
+           str(small_world), str(tmp_path)]
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for case, (loss, model, _) in CASES.items():
+        ranks = [torch.load(tmp_path / f"{case}-{r}.pt", weights_only=True) for r in (0, 1)]
+        terms, grads = first_step(tiny_config(small_world, tmp_path / "single", loss, model, accum=1))
+        assert set(ranks[0]["terms"]) == set(terms), case
+        for k, v in terms.items():
+            assert abs(ranks[0]["terms"][k] - v) <= 1e-5 * max(1.0, abs(v)), (case, k, ranks[0]["terms"][k], v)
+        for name, g in grads.items():
+            torch.testing.assert_close(ranks[0]["grads"][name], ranks[1]["grads"][name], rtol=0, atol=0)
+            torch.testing.assert_close(ranks[0]["grads"][name], g, rtol=2e-4, atol=2e-6,
+                                       msg=lambda m, c=case, n=name: f"{c} {n}: {m}")
+        assert any(torch.count_nonzero(g) for g in grads.values())
+
+
+def test_gradient_accumulation_is_exact_in_one_process(small_world, tmp_path):
+    loss = {"name": "sparc", "params": {}}
+    terms1, grads1 = first_step(tiny_config(small_world, tmp_path / "a", loss, accum=1))
+    terms4, grads4 = first_step(tiny_config(small_world, tmp_path / "b", loss, accum=4))
+    for k in terms1:
+        assert abs(terms1[k] - terms4[k]) < 1e-5
+    for name in grads1:
+        torch.testing.assert_close(grads4[name], grads1[name], rtol=2e-4, atol=2e-6)
+
+
+if __name__ == "__main__":
+    _worker(Path(sys.argv[1]), Path(sys.argv[2]))
