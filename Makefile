@@ -32,14 +32,20 @@ install: $(STAMP)
 install-all: $(STAMP_ALL)
 mmcv: $(STAMP_ALL)
 
-# The shapes world (generated on first use into ~/.cache/sparc-eval) and the demo suite, no downloads.
+# The demo: the bundled SPARC and CLIP checkpoints (trained on the shapes world by tools/checkpoints.py) on
+# the demo suite, with two reference rows: the same architecture untrained (chance level) and the
+# ground-truth oracle (the ceiling). The shapes world is generated on first use; nothing is downloaded.
 DEMO_OUT := results/demo
+DEMO_MODELS := shapes-sparc=sparc:checkpoints/shapes-sparc shapes-clip=sparc:checkpoints/shapes-clip \
+	untrained=open_clip:ViT-Tiny-8-64 oracle=py:sparc_eval.models.oracle:shapes_oracle
 demo: $(STAMP)
-	$(BIN)/sparc-eval run --suite demo --model open_clip:ViT-Tiny-8-64 --model-name random-tiny-clip -o $(DEMO_OUT)
-	$(BIN)/sparc-eval run --suite demo --model py:sparc_eval.models.oracle:shapes_oracle --model-name oracle \
-		-o $(DEMO_OUT)
-	@echo "Demo done: results in $(DEMO_OUT)/. Rows: a randomly initialised tiny CLIP (chance level) and the"
-	@echo "ground-truth oracle (the ceiling). Trained SPARC and CLIP checkpoints are not bundled yet."
+	@for m in $(DEMO_MODELS); do \
+		$(BIN)/sparc-eval run --suite demo --model $${m#*=} --model-name $${m%%=*} -o $(DEMO_OUT) || exit 1; \
+	done
+	$(BIN)/sparc-eval leaderboard $(DEMO_OUT) --suite demo --baseline shapes-clip --title "Demo: SPARC vs CLIP on the shapes world" \
+		-o $(DEMO_OUT)/leaderboard.html -o $(DEMO_OUT)/leaderboard.md
+	@cat $(DEMO_OUT)/leaderboard.md
+	@echo "Leaderboard page: $(DEMO_OUT)/leaderboard.html"
 
 # Debian's chromium for the leaderboard's browser test (never a browser download).
 system-deps:

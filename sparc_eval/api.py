@@ -89,7 +89,7 @@ def _version() -> str:
         from importlib.metadata import version
 
         return version("sparc-eval")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
+    except Exception:
         return "unknown"
 
 

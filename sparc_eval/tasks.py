@@ -12,7 +12,8 @@ A task YAML (loaded with ``yaml.safe_load``, validated strictly):
     groups: [coarse, retrieval]
 
 Strings may use ``${data_root}`` (``--data-root`` / ``SPARC_EVAL_DATA``), ``${shapes}`` (the shapes
-world, generated on first use) and ``${task_dir}`` (the YAML's folder). ``--param key=value``
+world, generated on first use), ``${shapes_train}`` (its larger pretraining set) and ``${task_dir}``
+(the YAML's folder). ``--param key=value``
 overrides ``params.*`` or ``dataset.*`` keys (``params.key`` / ``dataset.key`` to be explicit).
 A suite YAML lists tasks and the groups used for aggregation.
 """
@@ -139,6 +140,13 @@ def shapes_root() -> Path:
     return default_world()
 
 
+def shapes_train_root() -> Path:
+    """The shapes-world pretraining set (``${shapes_train}``), generated on first use."""
+    from .data.synthetic import training_world
+
+    return training_world()
+
+
 def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), data_root: str | Path | None = None,
               overrides: Iterable[str] | Mapping[str, Any] = ()) -> TaskConfig:
     """Find, parse, validate and resolve one task (by name or YAML path)."""
@@ -196,6 +204,7 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
 
     env_root = data_root if data_root is not None else os.environ.get("SPARC_EVAL_DATA")
     variables = {"data_root": Path(env_root).expanduser() if env_root else None, "shapes": shapes_root,
+                 "shapes_train": shapes_train_root,
                  "task_dir": path.parent}
     schema = {**_DATASET_COMMON, **reader.params}
     dataset = validate(dataset, schema, f"{path}: dataset")

@@ -49,6 +49,17 @@ def small_world(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def one_thread():
+    """Run the test with torch on one thread (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def runner():
     from click.testing import CliRunner
 

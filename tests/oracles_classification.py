@@ -1,17 +1,17 @@
 """``py:`` models for the classification tests (not a test module).
 
-- ``build`` / ``build_permuted``: the shapes-world oracle. It recognises a single-shape image by its
-  decoded pixels, looks its kind up in ``world.json`` and embeds it as the one-hot vector of that
-  kind; a text is the one-hot vector of the kind it names. Zero-shot top-1 is then exactly 100 and a
-  probe separates the classes perfectly. ``build_permuted`` gives each image the kind of another
-  single-shape scene (a seeded permutation, ``permuted_kinds``), so it scores chance in expectation.
+- ``build``: the package's shapes-world oracle (``sparc_eval.models.oracle``): a single-shape image
+  embeds with the one-hot vector of its kind and a class prompt as the one-hot of the kind it names, so
+  zero-shot top-1 is exactly 100 and a probe separates the classes perfectly.
+- ``build_permuted``: recognises a single-shape image by its decoded pixels and gives it the kind of
+  another single-shape scene (a seeded permutation, ``permuted_kinds``), so it scores chance in
+  expectation.
 - ``build_pixel``: a small deterministic image-text model (pixels and character trigrams through
   fixed random projections) whose predictions vary from image to image: the common input of our
   pipeline and CLIP_benchmark in the agreement test.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
 from pathlib import Path
@@ -22,11 +22,7 @@ from PIL import Image
 
 from sparc_eval.data.synthetic import KINDS, load_world
 from sparc_eval.models.base import ModelAdapter, ModelIdentity
-
-
-def pixel_key(img: Image.Image) -> str:
-    rgb = img.convert("RGB")
-    return hashlib.sha1(rgb.tobytes() + str(rgb.size).encode()).hexdigest()
+from sparc_eval.models.oracle import pixel_key, shapes_oracle
 
 
 def single_shape_scenes(root: Path) -> dict[int, int]:
@@ -72,21 +68,16 @@ class KindOracle(ModelAdapter):
         return out
 
 
-def _oracle(root: str | None, kinds: dict[int, int], permuted: bool) -> KindOracle:
-    table = {}
-    for sid, kind in kinds.items():
-        with Image.open(Path(root) / "images" / f"{sid:06d}.png") as im:
-            table[pixel_key(im)] = kind
-    return KindOracle(identity=ModelIdentity("py:oracles_classification", root, "kind-oracle", ""),
-                      image_transform=_KindOf(table), preprocessing={"oracle": "shapes kinds", "permuted": permuted})
-
-
-def build(pretrained: str) -> KindOracle:
-    return _oracle(pretrained, single_shape_scenes(Path(pretrained)), False)
+build = shapes_oracle
 
 
 def build_permuted(pretrained: str, seed: int = 0) -> KindOracle:
-    return _oracle(pretrained, permuted_kinds(Path(pretrained), seed), True)
+    table = {}
+    for sid, kind in permuted_kinds(Path(pretrained), seed).items():
+        with Image.open(Path(pretrained) / "images" / f"{sid:06d}.png") as im:
+            table[pixel_key(im)] = kind
+    return KindOracle(identity=ModelIdentity("py:oracles_classification", pretrained, "kind-oracle", ""),
+                      image_transform=_KindOf(table), preprocessing={"oracle": "shapes kinds", "permuted": True})
 
 
 class PixelCLIP(torch.nn.Module):

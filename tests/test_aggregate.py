@@ -26,6 +26,21 @@ def test_aggregation_kinds_hand_computed():
     assert ClusterSums(records, aggs).compute(w)["m"][0] == pytest.approx(100.0)
 
 
+def test_group_mean_resamples_classes_exactly():
+    records = [{"cluster": "a", "label": 0, "hit": 1.0}, {"cluster": "b", "label": 0, "hit": 0.0},
+               {"cluster": "c", "label": 1, "hit": 1.0}, {"cluster": "d", "label": 2, "hit": 0.5}]
+    sums = ClusterSums(records, {"mpc": {"kind": "group_mean", "field": "hit", "group": "label", "scale": 100}})
+    assert sums.compute()["mpc"][0] == pytest.approx(100 * (0.5 + 1.0 + 0.5) / 3)
+    # a resample with a twice, c once, no b, no d: class 0 recall 1, class 1 recall 1, class 2 absent
+    assert sums.compute(np.array([[2.0, 0.0, 1.0, 0.0]]))["mpc"][0] == pytest.approx(100.0)
+    # one cluster holding records of two classes
+    mixed = [{"cluster": "a", "label": 0, "hit": 1.0}, {"cluster": "a", "label": 1, "hit": 0.0},
+             {"cluster": "b", "label": 1, "hit": 1.0}]
+    both = ClusterSums(mixed, {"mpc": {"kind": "group_mean", "field": "hit", "group": "label"}})
+    assert both.compute()["mpc"][0] == pytest.approx((1.0 + 0.5) / 2)
+    assert both.compute(np.array([[0.0, 1.0]]))["mpc"][0] == pytest.approx(1.0)  # only b: class 1 recall 1
+
+
 def test_classes_absent_everywhere_are_left_out():
     records = [{"cluster": 1, "I": [2, 0, 0], "U": [4, 0, 2]}]
     out = ClusterSums(records, {"iou": {"kind": "classwise_ratio", "num": "I", "den": "U"}}).compute()
@@ -56,3 +71,20 @@ def test_paired_differences_detect_real_change_and_not_noise():
     assert none["diff"] == 0 and none["p_value"] == 1.0
     up = paired_differences(base, aggs, better, aggs)["m"]
     assert up["diff"] > 0 and up["lo"] > 0 and up["p_value"] < 0.01 and up["n_clusters"] == 400
+
+
+def test_group_mean_sums_survive_a_baseline_file_round_trip():
+    import json
+
+    from sparc_eval.results.paired import stored_sums, sums_to_json
+
+    rng = np.random.default_rng(4)
+    records = [{"cluster": f"img{i // 3}", "label": int(rng.integers(0, 5)), "hit": float(rng.random() < 0.6)}
+               for i in range(300)]
+    aggs = {"mpc": {"kind": "group_mean", "field": "hit", "group": "label", "scale": 100},
+            "top1": {"kind": "mean", "field": "hit", "scale": 100}}
+    live = ClusterSums(records, aggs)
+    stored = stored_sums(json.loads(json.dumps(sums_to_json(live))), aggs, "baseline.json")
+    w = bootstrap_weights(len(live.clusters), n=20, seed=1)
+    for key in aggs:
+        np.testing.assert_allclose(stored.compute(w)[key], live.compute(w)[key])

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY_OPEN_CLIP
 from PIL import Image
 
-from conftest import TINY_OPEN_CLIP
 from sparc_eval.api import evaluate
 from sparc_eval.data.base import get_reader
 from sparc_eval.models import load_model

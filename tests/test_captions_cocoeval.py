@@ -110,7 +110,8 @@ def test_spice_is_reported_unavailable_and_never_downloaded(tmp_path):
     ([{"image_id": 1, "caption": 3}], "caption must be a string"),
     ([{"image_id": 1, "caption": "a dog"}, {"image_id": 2, "caption": " ... "}], r"entry \[1\] \(image_id 2\): empty caption"),
     ([{"image_id": 1, "caption": "a dog"}, {"image_id": "1", "caption": "a cat"}], r"entry \[1\]: duplicate image_id '1'"),
-    ([{"image_id": 1, "caption": "a dog"}, {"image_id": 99, "caption": "a cat"}], r"1 image_id\(s\) not in the dataset, e.g. \['99'\]"),
+    ([{"image_id": 1, "caption": "a dog"}, {"image_id": 99, "caption": "a cat"}],
+     r"1 image_id\(s\) not in the dataset, e.g. \['99'\]"),
     ([], "no predictions"),
 ])
 def test_predictions_file_errors(tmp_path, content, message):

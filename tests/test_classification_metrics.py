@@ -8,8 +8,14 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score, top_k_accuracy_score
 
-from sparc_eval.metrics.classification import (balanced_weights, chance, classification_metrics, embedding_counts,
-                                               hit_probability, mean_per_class_recall, score_counts)
+from sparc_eval.metrics.classification import (
+    chance,
+    classification_metrics,
+    embedding_counts,
+    hit_probability,
+    mean_per_class_recall,
+    score_counts,
+)
 
 SCORES = torch.tensor([[0.9, 0.05, 0.05],   # label 0: best -> top-1 hit
                        [0.2, 0.5, 0.3],     # label 2: one class above -> top-2 hit only
@@ -83,10 +89,14 @@ def test_agreement_with_brute_force_and_sklearn_on_fixed_embeddings():
     assert np.array_equal(full.above, counts.above) and np.array_equal(full.tied, counts.tied)
 
 
-def test_balanced_weights_turn_a_mean_into_mean_per_class_recall():
+def test_group_mean_aggregation_is_mean_per_class_recall():
+    from sparc_eval.results.aggregate import ClusterSums
+
     hit = hit_probability(score_counts(SCORES, LABELS), 1)
-    w = balanced_weights(LABELS, 4)  # class 3 absent: left out, as scikit-learn does
-    assert float(np.mean(w * hit)) * 100 == pytest.approx(mean_per_class_recall(hit, LABELS, 4))
+    records = [{"cluster": i, "label": int(y), "top1": float(h)} for i, (y, h) in enumerate(zip(LABELS, hit))]
+    agg = {"m": {"kind": "group_mean", "field": "top1", "group": "label", "scale": 100}}
+    got = ClusterSums(records, agg).compute()["m"][0]  # class 3 absent: left out, as scikit-learn does
+    assert got == pytest.approx(mean_per_class_recall(hit, LABELS, 4))
 
 
 def test_nan_true_score_is_a_miss():

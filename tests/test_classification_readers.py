@@ -39,9 +39,9 @@ def _load(fmt: str, **cfg):
 def test_shipped_lists_equal_the_published_ones():
     import ast
 
-    from clip_benchmark.datasets import builder
     import open_clip.zero_shot_metadata as meta
     import timm
+    from clip_benchmark.datasets import builder
 
     assert resource_lines("imagenet1k_classnames.txt") == list(meta.IMAGENET_CLASSNAMES)
     assert resource_lines("templates_openai_imagenet.txt") == [t("{c}") for t in meta.OPENAI_IMAGENET_TEMPLATES]

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_OPEN_CLIP
+
 from sparc_eval.data.synthetic import load_world
 
 ORACLE = "py:sparc_eval.models.oracle:shapes_oracle"

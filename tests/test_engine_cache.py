@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from PIL import Image
 import torch
-
 from conftest import TINY_OPEN_CLIP
+from PIL import Image
+
 from sparc_eval.data.base import get_reader
 from sparc_eval.engine import EmbeddingCache, Engine
 from sparc_eval.models import load_model

@@ -114,3 +114,16 @@ def test_cli_probe_full_and_fewshot_on_a_real_model(runner, cli, shapes_root, tm
     recomputed = ClusterSums(read_samples(path, r), r["aggregations"]).compute()
     for k, v in r["metrics"].items():
         assert recomputed[k][0] == pytest.approx(v), k
+
+
+def test_cli_probe_on_pre_projection_features(runner, cli, shapes_root, tmp_path):
+    res = runner.invoke(cli, ["run", "--task", "shapes-linear-probe", "--model", TINY_OPEN_CLIP, "-o", str(tmp_path),
+                              "-q", "--model-name", "pre", "--param", "features=pre_projection"])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "pre" / "shapes-linear-probe.json").read_text())
+    assert r["details"]["features"].startswith("pre_projection") and 0 <= r["metrics"]["top1"] <= 100
+    assert r["provenance"]["engine"]["images_encoded"] > 0  # its own cache entries, not the embeddings'
+    res = runner.invoke(cli, ["run", "--task", "shapes-linear-probe", "--model", f"py:{ORACLES}:build_permuted",
+                              "--pretrained", str(shapes_root), "-o", str(tmp_path), "--param",
+                              "features=pre_projection"])
+    assert res.exit_code == 2 and "features=pre_projection needs pre-projection image features" in res.output

@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 import torch
+from conftest import TINY_OPEN_CLIP
 from PIL import Image
 
-from conftest import TINY_OPEN_CLIP
 from sparc_eval.errors import ModelLoadError
 from sparc_eval.fileio import sha256_file
 from sparc_eval.models import load_model
@@ -191,3 +191,18 @@ def test_py_spec_with_module_tuple(tmp_path, tiny):
     assert torch.allclose(m.encode_texts(TEXTS), tiny.encode_texts(TEXTS), atol=1e-6)
     with pytest.raises(ModelLoadError, match="has no callable named 'nope'"):
         load_model(f"py:{src}:nope")
+
+
+def test_pre_projection_features_project_to_the_embeddings(tiny, hf_clip_dir):
+    x = _images(tiny)
+    feats = tiny.encode_image_features(x)
+    assert feats.shape == (3, 128)  # the ViT width, before the 64-d projection
+    projected = torch.nn.functional.normalize(feats @ tiny.model.visual.proj, dim=-1)
+    assert torch.allclose(projected, tiny.encode_images(x), atol=1e-5)
+    hf = load_model(f"hf:{hf_clip_dir}")
+    xh = _images(hf)
+    fh = hf.encode_image_features(xh)
+    assert fh.shape == (3, 64)
+    projected = torch.nn.functional.normalize(hf.model.visual_projection(fh), dim=-1)
+    assert torch.allclose(projected, hf.encode_images(xh), atol=1e-5)
+    assert tiny.supports("image_features") and hf.supports("image_features")

@@ -27,12 +27,9 @@ from sparc_eval.pretrain.data import (
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """The tiny models run as fast on one thread, and steadier on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
 
 def _ident(img):
     return torch.tensor(img.size, dtype=torch.float32)

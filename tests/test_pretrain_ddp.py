@@ -26,14 +26,10 @@ CASES = {
 }
 
 
-
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """The tiny models run as fast on one thread, and steadier on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
 
 def tiny_config(world: Path, out: Path, loss: dict, model: dict | None = None, accum: int = 1, batch: int = 8,
                 **top):

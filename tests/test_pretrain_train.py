@@ -23,14 +23,10 @@ TINY = {"arch": "ViT-Tiny-8-64", "embed_dim": 32, "vision_cfg": {"layers": 1, "w
         "text_cfg": {"layers": 1, "width": 64, "heads": 2, "context_length": 16}}
 
 
-
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """The tiny models run as fast on one thread, and steadier on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
 
 def write_config(path: Path, world: Path, out: Path, **over) -> Path:
     raw = {"name": "tiny", "seed": 0, "output_dir": str(out), "steps": 8, "batch_size": 8, "device": "cpu",

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_OPEN_CLIP
+
 from sparc_eval.api import plan_tasks
 from sparc_eval.data.synthetic import load_world
 
@@ -35,9 +35,20 @@ def _metrics(out: Path, model: str, task: str = "shapes-retrieval") -> dict:
     return json.loads((out / model / f"{task}.json").read_text())["metrics"]
 
 
+def _tasks_on(world: Path, folder: Path, names) -> Path:
+    """Copies of shipped task YAMLs whose ``${shapes}`` is ``world`` (for --include-path)."""
+    folder.mkdir()
+    for name in names:
+        text = (Path(__file__).resolve().parent.parent / "tasks" / f"{name}.yaml").read_text()
+        (folder / f"{name}.yaml").write_text(text.replace("${shapes}", str(world)))
+    return folder
+
+
 def test_torchrun_gloo_two_processes_equal_single_process(small_world, tmp_path):
-    args = ["run", "-q", "--task", "shapes-retrieval", "--model", TINY_OPEN_CLIP, "--param", f"root={small_world}",
-            "--batch-size", "8"]
+    tasks = ("shapes-retrieval", "shapes-zeroshot-seg", "shapes-zeroshot")  # cached, dense, classification
+    inc = _tasks_on(small_world, tmp_path / "tasks", tasks)
+    args = ["run", "-q", *[a for t in tasks for a in ("--task", t)], "--include-path", str(inc),
+            "--model", TINY_OPEN_CLIP, "--batch-size", "8"]
     single = subprocess.run([sys.executable, "-m", "sparc_eval", *args, "-o", str(tmp_path / "r1")],
                             env=_env(tmp_path / "c1"), capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
@@ -47,8 +58,9 @@ def test_torchrun_gloo_two_processes_equal_single_process(small_world, tmp_path)
                            timeout=300)
     assert multi.returncode == 0, multi.stderr[-3000:]
     model = "open_clip-vit-tiny-8-64"
-    assert _metrics(tmp_path / "r1", model) == _metrics(tmp_path / "r2", model)
-    for name in ("shapes-retrieval.samples.jsonl",):
+    for task in tasks:
+        assert _metrics(tmp_path / "r1", model, task) == _metrics(tmp_path / "r2", model, task)
+    for name in ("shapes-retrieval.samples.jsonl", "shapes-zeroshot-seg.samples.jsonl"):
         assert (tmp_path / "r1" / model / name).read_bytes() == (tmp_path / "r2" / model / name).read_bytes()
     digest = _cache_digest(tmp_path / "c1")
     assert digest and digest == _cache_digest(tmp_path / "c2")  # cache contents equal bit for bit

@@ -5,14 +5,13 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_OPEN_CLIP
 
 from sparc_eval.errors import ModelLoadError
 from sparc_eval.models import load_model
 from sparc_eval.transfer.backbone import TransferBackbone, hand_over
 from sparc_eval.transfer.pyramid import SimpleFeaturePyramid
 from sparc_eval.transfer.towers import VisionTower, tower_from_adapter
-
-from conftest import TINY_OPEN_CLIP
 
 CONVNEXT_ARCH = "sparc-test-convnext-atto"
 

@@ -14,7 +14,6 @@ from sparc_eval.data.coco_instances import READER as COCO_READER
 from sparc_eval.results.aggregate import ClusterSums
 
 
-
 def _shapes_val(world):
     cfg = {"root": str(world), "annotations": "annotations/instances_val.json", "images": "images",
            "train_annotations": None, "train_images": None}

@@ -19,7 +19,8 @@ class ADE20KReader(SegmentationReader):
     format = "ade20k"
     default_table = "ade20k"
     fixed_reduce_zero_label = True
-    params: ClassVar[dict[str, Param]] = {**SegmentationReader.common_params, "split": Param("str", "validation", "images/<split> folder")}
+    params: ClassVar[dict[str, Param]] = {**SegmentationReader.common_params,
+                                          "split": Param("str", "validation", "images/<split> folder")}
     layout = __doc__.split("Layout (``root`` = the ADEChallengeData2016 folder)::")[1].split("Images are")[0].rstrip()
 
     def _pairs(self, cfg, root):

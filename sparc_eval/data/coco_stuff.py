@@ -20,7 +20,8 @@ class CocoStuffReader(SegmentationReader):
     format = "coco_stuff"
     default_table = "coco_stuff"
     fixed_reduce_zero_label = False
-    params: ClassVar[dict[str, Param]] = {**SegmentationReader.common_params, "split": Param("str", "val2017", "images/<split> folder")}
+    params: ClassVar[dict[str, Param]] = {**SegmentationReader.common_params,
+                                          "split": Param("str", "val2017", "images/<split> folder")}
     layout = __doc__.split("Layout (``root`` = the coco_stuff164k folder)::")[1].split("The ``_labelTrainIds")[0].rstrip()
 
     def _pairs(self, cfg, root):

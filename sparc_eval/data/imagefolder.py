@@ -6,10 +6,11 @@ Layout (``root`` = the dataset folder)::
     <root>/classnames.txt          optional (dataset.classnames): one class name per line
 
 Labels follow torchvision's ``ImageFolder``: class folders sorted by name, files sorted within each.
-Class names: the folder names, or the ``classnames`` file. When the file's names are exactly the
-folder names, they are paired by name and the file's order is the label order (the shapes world's
-``classnames.txt``); otherwise line i names the i-th folder in sorted order, and the counts must
-agree. A class folder without images is an error, as is a name list that matches only some folders.
+Class names: the folder names, or the ``classnames`` file. When every folder name is in the file,
+folders are paired by name and the file's order is the label order (the shapes world's
+``classnames.txt``); listed classes without a folder have no images in this split but stay in the
+classifier. Otherwise line i names the i-th folder in sorted order, and the counts must agree. A class
+folder without images is an error, as is a name list that matches only some folders.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def image_set(split_root: Path, ordered: list[tuple[int, list[Path]]], fmt: str,
 
 def pair_names(folders: list[str], names: list[str], source: Path) -> list[int]:
     """Label of each sorted folder given a class-name list (see the module docstring)."""
-    if set(names) == set(folders) and len(names) == len(folders):
+    if set(folders) <= set(names):
         index = {n: i for i, n in enumerate(names)}
         return [index[f] for f in folders]
     shared = set(names) & set(folders)

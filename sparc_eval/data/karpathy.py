@@ -12,8 +12,6 @@ stripped; no lower-casing or punctuation removal). Images keep the file's order.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import DataError

@@ -18,13 +18,13 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..params import Param
-from .segmentation import SegmentationReader, read_list_file
+from .segmentation import SegmentationReader
+from .voc import VOCReader
 
 
-class PascalContextReader(SegmentationReader):
+class PascalContextReader(VOCReader):  # the VOC reader's file pairing, Pascal Context's folders and classes
     format = "pascal_context"
     default_table = "pascal_context"
-    table_has_background = True
     params: ClassVar[dict[str, Param]] = {
         **SegmentationReader.common_params,
         "reduce_zero_label": Param("bool", False, "drop background: 59 classes (PascalContextDataset59)"),
@@ -33,11 +33,6 @@ class PascalContextReader(SegmentationReader):
         "split_dir": Param("str", "ImageSets/SegmentationContext", "folder of the <split>.txt lists under root"),
     }
     layout = __doc__.split("Layout (``root`` = the VOC2010 folder)::")[1].split("The label PNGs")[0].rstrip()
-
-    def _pairs(self, cfg, root):
-        listing = root / cfg["split_dir"] / f"{cfg['split']}.txt"
-        ids = read_list_file(listing, self.format)
-        return [(root / cfg["image_dir"] / f"{i}.jpg", root / cfg["label_dir"] / f"{i}.png", i) for i in ids], [listing]
 
 
 READER = PascalContextReader()

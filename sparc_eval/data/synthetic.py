@@ -22,7 +22,8 @@ are unique within each evaluation split, so an oracle can reach 100.
   two-shape test images (swap_att, replace_att, replace_obj, replace_rel, swap_obj, add_obj, add_att).
 
 ``default_world()`` generates the standard world once into the cache folder and returns its path;
-task YAMLs refer to it as ``${shapes}``.
+task YAMLs refer to it as ``${shapes}``. ``training_world()`` (``${shapes_train}``) is the larger
+pretraining set of the bundled checkpoints.
 """
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
 SUGARCREPE_CATEGORIES = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 DEFAULT_SPLITS = {"train": 1600, "restval": 200, "val": 300, "test": 1000}
+TRAINING_SPLITS = {"train": 20000}
+TRAINING_SEED = 1
 VOC_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128] + [0] * (3 * 248) \
     + [224, 224, 192]
 
@@ -364,6 +367,12 @@ def default_world(splits: dict[str, int] | None = None, seed: int = 0, image_siz
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def training_world() -> Path:
+    """The pretraining set of the bundled checkpoints (``${shapes_train}``): 20,000 images (~100k captions)
+    from seed 1, generated on first use; disjoint in seed from the evaluation world."""
+    return default_world(TRAINING_SPLITS, seed=TRAINING_SEED)
 
 
 def load_world(root: Path | str) -> dict:

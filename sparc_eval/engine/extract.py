@@ -204,6 +204,20 @@ class Engine:
         self.stats.images_encoded += len(images) - cached
         return emb
 
+    def image_features(self, images: ImageSet, desc: str = "image features") -> torch.Tensor:
+        """Pre-projection image features [N, F] (float32, not normalised), cached by content."""
+        key = self._key("image_features", images.fingerprint, images.ids)
+
+        def produce(batches):
+            for _, batch in self._image_loader(images, batches):
+                self.stats.forward_batches += 1
+                yield self.model.encode_image_features(batch).cpu()
+
+        emb, cached = self._cached(key, len(images), produce, desc, {"what": "image_features"})
+        self.stats.images_cached += cached
+        self.stats.images_encoded += len(images) - cached
+        return emb
+
     def image_source(self, images: ImageSet, desc: str = "images") -> RowSource:
         """Like ``image_embeddings`` but read back block by block from the cache (memory-bounded);
         falls back to an in-memory source when the cache is disabled."""

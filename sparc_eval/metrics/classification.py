@@ -23,7 +23,6 @@ import torch
 
 from .rows import RowSource, as_rows
 
-
 NAN_RANK = 2 ** 62
 
 
@@ -88,14 +87,6 @@ def mean_per_class_recall(hit: np.ndarray, labels: Sequence[int] | np.ndarray, n
     """Mean per-class recall in percent over the classes present in ``labels``."""
     r = per_class_recall(hit, labels, n_classes)
     return 100.0 * float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
-
-
-def balanced_weights(labels: Sequence[int] | np.ndarray, n_classes: int) -> np.ndarray:
-    """Per-image weights w_i = N / (C_present * n_{y_i}), so mean_i(w_i * hit_i) = mean per-class recall."""
-    y = np.asarray(labels, dtype=np.int64)
-    n = np.bincount(y, minlength=n_classes)
-    present = int((n > 0).sum())
-    return len(y) / (present * n[y]) if len(y) else np.zeros(0)
 
 
 def classification_metrics(counts: ClassCounts, labels: Sequence[int] | np.ndarray, n_classes: int,

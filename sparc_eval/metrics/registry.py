@@ -91,7 +91,7 @@ def get(key: str) -> MetricInfo:
     """The registered info for ``key``; raises ``UnknownNameError`` for unregistered keys."""
     if key in _REGISTRY:
         return _REGISTRY[key]
-    for pattern, template, description in _FAMILIES:
+    for pattern, _template, description in _FAMILIES:
         m = pattern.match(key)
         if m:
             return MetricInfo(key, description.format(*m.groups()))

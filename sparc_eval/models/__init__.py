@@ -16,8 +16,15 @@ BUILTIN = {
     "sparc": "sparc_eval.models.sparc_adapter:load",
 }
 
-__all__ = ["ModelAdapter", "ModelIdentity", "PatchEmbeddings", "UnsupportedCapability", "load_model", "loaders",
-           "default_model_name"]
+__all__ = [
+    "ModelAdapter",
+    "ModelIdentity",
+    "PatchEmbeddings",
+    "UnsupportedCapability",
+    "default_model_name",
+    "load_model",
+    "loaders",
+]
 
 
 def loaders() -> dict[str, str]:

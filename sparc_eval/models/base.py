@@ -5,7 +5,9 @@ An adapter turns any image-text model into the same small interface:
 - ``image_transform(PIL.Image) -> Tensor[3, H, W]`` (or any tensor the model's ``encode_images`` takes),
 - ``encode_images(batch) -> Tensor[B, D]`` and ``encode_texts(list[str]) -> Tensor[B, D]``, both
   l2-normalised, in float32, in the joint space,
-- optionally the dense outputs used by fine-grained tasks:
+- optionally ``encode_image_features(batch) -> Tensor[B, F]``: the pooled image features *before* the
+  projection to the joint space (the CLIP paper's linear-probe features), and the dense outputs used
+  by fine-grained tasks:
   ``encode_image_patches(batch) -> PatchEmbeddings`` ([B, P, D] in the joint space plus the grid) and
   ``encode_text_tokens(list[str]) -> (Tensor[B, L, D], Tensor[B, L] bool mask)``,
 - ``identity`` (spec, pretrained, name, weights_sha256) and ``preprocessing`` (everything that changes
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from ..errors import SparcEvalError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-CAPABILITIES = ("image_patches", "text_tokens")
+CAPABILITIES = ("image_features", "image_patches", "text_tokens")
 
 
 class UnsupportedCapability(SparcEvalError):
@@ -70,6 +72,9 @@ class ModelAdapter:
     def _encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    def _encode_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        raise UnsupportedCapability(f"model {self.identity.name!r} exposes no pre-projection image features")
+
     def _encode_image_patches(self, images: torch.Tensor) -> PatchEmbeddings:
         raise UnsupportedCapability(f"model {self.identity.name!r} has no dense patch embeddings")
 
@@ -82,7 +87,8 @@ class ModelAdapter:
 
     # -- public ----------------------------------------------------------------------------------
     def supports(self, capability: str) -> bool:
-        names = {"image_patches": "_encode_image_patches", "text_tokens": "_encode_text_tokens"}
+        names = {"image_features": "_encode_image_features", "image_patches": "_encode_image_patches",
+                 "text_tokens": "_encode_text_tokens"}
         method = names[capability]
         return getattr(type(self), method) is not getattr(ModelAdapter, method)
 
@@ -104,6 +110,13 @@ class ModelAdapter:
         with self.autocast():
             out = self._encode_texts(list(texts))
         return F.normalize(out.float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled image features before the joint-space projection [B, F] (float32, not normalised)."""
+        with self.autocast():
+            out = self._encode_image_features(images.to(self.device, non_blocking=True))
+        return out.float()
 
     @torch.no_grad()
     def encode_image_patches(self, images: torch.Tensor) -> PatchEmbeddings:

@@ -5,7 +5,9 @@ through the model's own image processor unless a preprocessing override is given
 tokenizer with the model's padding: CLIP pads to the longest caption, SigLIP to ``max_length`` (64),
 which is how SigLIP was trained; padding it like CLIP silently lowers its scores.
 
-Dense outputs: CLIP patch embeddings are the final patch tokens after ``post_layernorm`` through
+Pre-projection features: the vision model's pooled output (CLIP: class token after ``post_layernorm``,
+before ``visual_projection``; SigLIP: its attention-pool head, which is also its embedding). Dense
+outputs: CLIP patch embeddings are the final patch tokens after ``post_layernorm`` through
 ``visual_projection`` (``dense=direct``) or MaskCLIP's value path (``dense=maskclip``); token embeddings
 are the text model's final tokens through ``text_projection``. SigLIP: ``post_layernorm`` patch tokens
 (its joint space has the vision width) and text tokens through the text head.
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelLoadError
-from ..fileio import sha256_json, sha256_file
+from ..fileio import sha256_file, sha256_json
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability
 from .transforms import apply_overrides, build_image_transform
 
@@ -72,6 +74,9 @@ class HFAdapter(ModelAdapter):
             enc.pop("attention_mask", None)  # SigLIP was trained without a text attention mask
         return _features(self.model.get_text_features(**enc))
 
+    def _encode_image_features(self, images):
+        return self.model.vision_model(pixel_values=images).pooler_output
+
     def _encode_image_patches(self, images):
         vm = self.model.vision_model
         if self.model_type == "clip":
@@ -88,7 +93,7 @@ class HFAdapter(ModelAdapter):
                 raise UnsupportedCapability("dense=maskclip is defined for CLIP ViTs; SigLIP has no class token")
             tokens = vm.post_layernorm(vm(pixel_values=images).last_hidden_state)
         n = tokens.shape[1]
-        side = int(round(n ** 0.5))
+        side = round(n ** 0.5)
         if side * side != n:
             raise UnsupportedCapability(f"patch grid of {n} tokens is not square")
         return PatchEmbeddings(tokens, (side, side))

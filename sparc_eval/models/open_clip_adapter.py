@@ -5,7 +5,8 @@ included: ``state_dict`` key, ``module.`` prefix) or an open_clip pretrained tag
 in the local Hugging Face cache only; nothing is downloaded. Weights are loaded strictly through
 ``checkpoint_io`` (never plain unpickling).
 
-Dense outputs for ViTs: patch embeddings are the final tokens after ``ln_post`` projected with the
+Pre-projection features for ViTs: the pooled token after ``ln_post``, before ``proj``. Dense outputs
+for ViTs: patch embeddings are the final tokens after ``ln_post`` projected with the
 visual projection (``dense=direct``), or MaskCLIP's value path (``dense=maskclip``, see
 ``encode_image_patches``); token embeddings are the text tower's final tokens after ``ln_final``
 projected with the text projection, masked to the non-padding positions.
@@ -64,6 +65,15 @@ def find_cached_tag(arch: str, tag: str) -> Path:
         f"(e.g. `huggingface-cli download {hub or '<repo>'}`) or pass a local weights file to --pretrained.")
 
 
+def tokenizer_truncated(tokenizer, texts: Sequence[str]) -> list[bool]:
+    """Whether each text is cut by an open_clip tokenizer (its tokens plus start/end exceed the context)."""
+    ctx = getattr(tokenizer, "context_length", None)
+    enc = getattr(tokenizer, "encode", None)
+    if ctx is None or enc is None:
+        return [False] * len(texts)
+    return [len(enc(t)) + 2 > ctx for t in texts]
+
+
 class OpenClipAdapter(ModelAdapter):
     def __init__(self, model, tokenizer, dense: str = "direct", **kw):
         super().__init__(**kw)
@@ -81,11 +91,7 @@ class OpenClipAdapter(ModelAdapter):
         return self.model.encode_text(self._tokens(texts))
 
     def truncated(self, texts):
-        ctx = getattr(self.tokenizer, "context_length", None)
-        enc = getattr(self.tokenizer, "encode", None)
-        if ctx is None or enc is None:
-            return [False] * len(texts)
-        return [len(enc(t)) + 2 > ctx for t in texts]
+        return tokenizer_truncated(self.tokenizer, texts)
 
     def _vit(self):
         visual = self.model.visual
@@ -95,6 +101,11 @@ class OpenClipAdapter(ModelAdapter):
             raise UnsupportedCapability(f"model {self.identity.name!r}: dense patch embeddings need a plain "
                                         f"open_clip VisionTransformer, found {type(visual).__name__}")
         return visual
+
+    def _encode_image_features(self, images):
+        visual = self._vit()
+        pooled, _ = visual._pool(visual.transformer(visual._embeds(images)))
+        return pooled
 
     def _encode_image_patches(self, images):
         visual = self._vit()

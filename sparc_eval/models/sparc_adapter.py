@@ -25,6 +25,7 @@ import torch
 from ..errors import ModelLoadError
 from ..fileio import sha256_file
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings
+from .open_clip_adapter import tokenizer_truncated
 from .transforms import apply_overrides, build_image_transform
 
 
@@ -44,6 +45,9 @@ class SparcAdapter(ModelAdapter):
     def _encode_texts(self, texts):
         return self.model.encode_text(self._ids(texts))
 
+    def _encode_image_features(self, images):
+        return self.model.image_features(images).mean(dim=1)
+
     def _encode_image_patches(self, images):
         return PatchEmbeddings(self.model.encode_image_patches(images), self.model.grid_size)
 
@@ -51,11 +55,7 @@ class SparcAdapter(ModelAdapter):
         return self.model.encode_text_tokens(self._ids(texts))
 
     def truncated(self, texts):
-        ctx = getattr(self.tokenizer, "context_length", None)
-        enc = getattr(self.tokenizer, "encode", None)
-        if ctx is None or enc is None:
-            return [False] * len(texts)
-        return [len(enc(t)) + 2 > ctx for t in texts]
+        return tokenizer_truncated(self.tokenizer, texts)
 
 
 def wrap(model, tokenizer, preprocessing: dict, identity: ModelIdentity, device: torch.device,

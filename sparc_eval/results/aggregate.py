@@ -10,6 +10,9 @@ recompute it under resampling. Kinds:
   ``s * nanmean_c(sum(F)[c] / sum(G)[c])`` with classes whose denominator sums to 0 left out
   (mIoU, mAcc as mmsegmentation's IoUMetric).
 - ``{"kind": "mean_of", "metrics": [m1, m2, ...]}``: unweighted mean of other metrics.
+- ``{"kind": "group_mean", "field": F, "group": G, "scale": s}``: ``s * mean_g(mean(record[F]) over the
+  records with record[G] == g)`` over the groups present (mean per-class recall: F the hit, G the
+  label); sums are kept per (cluster, group), so a cluster may hold records of several groups.
 
 Resampling is over *clusters* (the ``cluster`` field of each record, e.g. the image id, so a
 caption follows its image): each bootstrap replicate draws clusters with replacement, which is
@@ -23,7 +26,7 @@ import numpy as np
 
 from ..errors import ResultsError
 
-KINDS = ("mean", "ratio", "classwise_ratio", "mean_of")
+KINDS = ("mean", "ratio", "classwise_ratio", "mean_of", "group_mean")
 N_BOOTSTRAP = 1000
 CONFIDENCE = 0.95
 
@@ -39,6 +42,8 @@ class ClusterSums:
                  clusters: Sequence | None = None):
         self.aggregations = dict(aggregations)
         fields = _fields(self.aggregations)
+        grouped = {(spec["field"], spec["group"]) for spec in self.aggregations.values()
+                   if spec.get("kind") == "group_mean"}
         if clusters is None:
             clusters = list(dict.fromkeys(_cluster_of(r) for r in records))
         self.clusters = list(clusters)
@@ -46,6 +51,7 @@ class ClusterSums:
         n = len(self.clusters)
         self.sums: dict[str, np.ndarray] = {}
         self.counts: dict[str, np.ndarray] = {}
+        cells: dict[tuple[str, str], dict[tuple[int, object], list[float]]] = {k: {} for k in grouped}
         for field, vector in fields.items():
             width = None
             for r in records:
@@ -63,14 +69,21 @@ class ClusterSums:
                 if field in r and r[field] is not None:
                     self.sums[field][c] += np.asarray(r[field], dtype=np.float64)
                     self.counts[field][c] += 1
+            for (field, group), table in cells.items():
+                if r.get(field) is not None and r.get(group) is not None:
+                    cell = table.setdefault((c, r[group]), [0.0, 0.0])
+                    cell[0] += float(r[field])
+                    cell[1] += 1.0
+        self.grouped = {key: _grouped_matrices(table, n) for key, table in cells.items()}
 
     @classmethod
     def from_arrays(cls, aggregations: Mapping[str, Mapping], clusters: Sequence, sums: Mapping[str, np.ndarray],
-                    counts: Mapping[str, np.ndarray]) -> "ClusterSums":
-        """Rebuild from stored per-cluster arrays (e.g. a baseline file) instead of records."""
+                    counts: Mapping[str, np.ndarray], grouped: Mapping | None = None) -> "ClusterSums":
+        """Rebuild from stored per-cluster arrays (e.g. a baseline file) instead of records; ``grouped`` maps
+        (field, group) to the sparse per-(cluster, group) (sums, counts) of ``group_mean``."""
         obj = cls.__new__(cls)
         obj.aggregations, obj.clusters = dict(aggregations), list(clusters)
-        obj.sums, obj.counts = dict(sums), dict(counts)
+        obj.sums, obj.counts, obj.grouped = dict(sums), dict(counts), dict(grouped or {})
         return obj
 
     def compute(self, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -93,6 +106,13 @@ class ClusterSums:
                     out[name] = scale * _div(w @ self.sums[f], w @ self.counts[f])
                 elif kind == "ratio":
                     out[name] = scale * _div(w @ self.sums[spec["num"]], w @ self.sums[spec["den"]])
+                elif kind == "group_mean":
+                    sums, counts = self.grouped[(spec["field"], spec["group"])]
+                    num = np.asarray(sums.T @ w.T).T
+                    den = np.asarray(counts.T @ w.T).T
+                    valid = den > 0
+                    per_group = np.where(valid, num / np.where(valid, den, 1), 0.0)
+                    out[name] = scale * _div(per_group.sum(axis=1), valid.sum(axis=1))
                 elif kind == "classwise_ratio":
                     num = w @ self.sums[spec["num"]]
                     den = w @ self.sums[spec["den"]]
@@ -106,6 +126,19 @@ class ClusterSums:
             if not progressed:
                 raise ResultsError(f"aggregations {sorted(pending)} refer to metrics that are not defined")
         return out
+
+
+def _grouped_matrices(table: Mapping[tuple[int, object], list[float]], n_clusters: int):
+    """Sparse [n_clusters, n_groups] sums and counts from {(cluster, group): [sum, count]}."""
+    from scipy import sparse
+
+    codes = {g: i for i, g in enumerate(dict.fromkeys(g for _, g in table))}
+    rows = [c for c, _ in table]
+    cols = [codes[g] for _, g in table]
+    shape = (n_clusters, len(codes))
+    sums = sparse.csr_matrix(([v[0] for v in table.values()], (rows, cols)), shape=shape)
+    counts = sparse.csr_matrix(([v[1] for v in table.values()], (rows, cols)), shape=shape)
+    return sums, counts
 
 
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ def canonical_cluster(c: object) -> object:
 
 
 def sums_to_json(sums: ClusterSums) -> dict:
-    """``{"ids": [...], "count": [...], "fields": {field: {"sum": [...], "count"?: [...]}}}``.
+    """``{"ids": [...], "count": [...], "fields": {field: {"sum": [...], "count"?: [...]}}, "groups"?: {...}}``.
 
     Integral numbers are written as integers; a field's ``count`` (records per cluster that have the
     field) is left out when it equals the shared top-level ``count``.
@@ -65,7 +65,14 @@ def sums_to_json(sums: ClusterSums) -> dict:
     counts = {f: [int(x) for x in c] for f, c in sums.counts.items()}
     shared = max(counts.values(), key=list(counts.values()).count) if counts else []
     fields = {f: {"sum": plain(sums.sums[f]), **({} if counts[f] == shared else {"count": counts[f]})} for f in sums.sums}
-    return {"ids": [list(c) if isinstance(c, tuple) else c for c in sums.clusters], "count": shared, "fields": fields}
+    out = {"ids": [list(c) if isinstance(c, tuple) else c for c in sums.clusters], "count": shared, "fields": fields}
+    if sums.grouped:  # group_mean: non-zero (cluster, group) cells
+        out["grouped"] = []
+        for (field, group), (s, c) in sums.grouped.items():
+            s, c = s.tocoo(), c.tocsr()
+            out["grouped"].append({"field": field, "group": group, "rows": s.row.tolist(), "cols": s.col.tolist(),
+                                   "sum": plain(s.data), "count": plain(np.asarray(c[s.row, s.col]).ravel())})
+    return out
 
 
 def stored_sums(data: Mapping, aggregations: Mapping[str, Mapping], where: str) -> ClusterSums:
@@ -81,7 +88,18 @@ def stored_sums(data: Mapping, aggregations: Mapping[str, Mapping], where: str) 
     except (KeyError, TypeError, ValueError) as e:
         raise ResultsError(f"{where}: per-cluster sums are malformed ({e}); expected "
                            f"{{'ids': [...], 'count': [...], 'fields': {{field: {{'sum': [...]}}}}}}") from None
-    return ClusterSums.from_arrays(aggregations, ids, sums, counts)
+    return ClusterSums.from_arrays(aggregations, ids, sums, counts, _grouped_from_json(data.get("grouped", []), len(ids)))
+
+
+def _grouped_from_json(items: Sequence[Mapping], n_clusters: int) -> dict:
+    from scipy import sparse
+
+    out = {}
+    for g in items:
+        shape = (n_clusters, max(g["cols"], default=-1) + 1)
+        out[(g["field"], g["group"])] = (sparse.csr_matrix((g["sum"], (g["rows"], g["cols"])), shape=shape),
+                                         sparse.csr_matrix((g["count"], (g["rows"], g["cols"])), shape=shape))
+    return out
 
 
 def restrict(sums: ClusterSums, clusters: Sequence, aggregations: Mapping[str, Mapping]) -> ClusterSums:
@@ -89,7 +107,8 @@ def restrict(sums: ClusterSums, clusters: Sequence, aggregations: Mapping[str, M
     index = {c: i for i, c in enumerate(sums.clusters)}
     rows = np.asarray([index[c] for c in clusters], dtype=np.int64)
     return ClusterSums.from_arrays(aggregations, clusters, {f: s[rows] for f, s in sums.sums.items()},
-                                   {f: c[rows] for f, c in sums.counts.items()})
+                                   {f: c[rows] for f, c in sums.counts.items()},
+                                   {k: (s[rows], c[rows]) for k, (s, c) in sums.grouped.items()})
 
 
 def paired_sums(a: ClusterSums, b: ClusterSums, metrics: Sequence[str], seed: int = 0,

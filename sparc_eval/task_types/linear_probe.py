@@ -1,8 +1,9 @@
 """Linear probe: logistic regression on frozen image embeddings (CLIP's protocol, see ``metrics.linear_probe``).
 
-Features are the engine's cached image embeddings (the same cache entries zero-shot tasks use):
-the adapter's l2-normalised, post-projection joint-space embeddings (``features: post_projection``;
-the adapter contract exposes no pre-projection features). Splits: train = ``dataset.split`` set to
+Features (cached by the engine): ``post_projection`` (default) is the adapter's l2-normalised
+joint-space image embedding, the same cache entries zero-shot tasks use, as CLIP_benchmark;
+``pre_projection`` is the pooled image feature before the projection (the CLIP paper's probe
+features; models with ``encode_image_features``), l2-normalised too. Splits: train = ``dataset.split`` set to
 ``train_split``, test = the task's ``dataset.split``, validation = ``val_split`` or, when empty, a
 stratified ``val_proportion`` of train carved with the run's seed. The L2 strength is chosen on
 validation over the 97-point grid 1e-6..1e6 (coarse-to-fine), the probe is refit on train +
@@ -22,13 +23,27 @@ import torch
 
 from ..data.base import get_reader
 from ..data.classification import ClassificationSet
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, SparcEvalError
 from ..fileio import sha256_json
 from ..metrics.classification import score_counts
-from ..metrics.linear_probe import COARSE_POINTS, FINAL_TOL, GRID, ProbeProblem, fewshot_indices, stratified_split, sweep
+from ..metrics.linear_probe import (
+    COARSE_POINTS,
+    FINAL_TOL,
+    GRID,
+    ProbeProblem,
+    fewshot_indices,
+    stratified_split,
+    sweep,
+)
 from ..params import Param
 from .base import EvalContext, TaskResult, TaskType
 from .zeroshot_classification import classification_result, require_classification
+
+FEATURES = {
+    "post_projection": "post_projection: the adapter's l2-normalised joint-space image embedding (engine cache)",
+    "pre_projection": "pre_projection: the pooled image features before the joint-space projection, l2-normalised "
+                      "(engine cache)",
+}
 
 
 @dataclass
@@ -49,8 +64,9 @@ class LinearProbe(TaskType):
         "train_split": Param("str", "train", "dataset.split of the training images"),
         "val_split": Param("str", "", "dataset.split of the validation images ('' = carve from train)"),
         "val_proportion": Param("float", 0.2, "share of each training class carved out for validation"),
-        "features": Param("str", "post_projection", "image features: the adapter's l2-normalised joint-space "
-                                                    "embedding", choices=("post_projection",)),
+        "features": Param("str", "post_projection", "post_projection: the l2-normalised joint-space embedding; "
+                          "pre_projection: the pooled features before the projection (l2-normalised)",
+                          choices=("post_projection", "pre_projection")),
         "full": Param("bool", True, "fit the full-data probe (top1, top5, mean_per_class_recall)"),
         "fewshot_k": Param("list[int]", [], "few-shot probes with k training images per class"),
         "fewshot_seeds": Param("int", 3, "seeds per few-shot k (mean and std reported)"),
@@ -86,12 +102,26 @@ class LinearProbe(TaskType):
             self._data[limit] = ProbeData(train, val, test, fp)
         return self._data[limit]
 
+    @staticmethod
+    def _features(engine, kind: str):
+        """The engine method giving the probe's features: l2-normalised embeddings or pre-projection features."""
+        if kind == "post_projection":
+            return engine.image_embeddings
+
+        def pre(images, desc):
+            return torch.nn.functional.normalize(engine.image_features(images, desc=desc), dim=-1)
+        return pre
+
     def evaluate(self, model, ctx: EvalContext) -> TaskResult:
         p = self.config.params
         data = self.load_data(ctx.limit)
         name = self.config.name
-        emb_train = ctx.engine.image_embeddings(data.train.images, desc=f"{name}: train images")
-        emb_test = ctx.engine.image_embeddings(data.test.images, desc=f"{name}: test images")
+        if p["features"] == "pre_projection" and not model.supports("image_features"):
+            raise SparcEvalError(f"task {name!r}: features=pre_projection needs pre-projection image features, which "
+                                 f"{model.identity.name!r} does not expose; use features=post_projection")
+        embed = self._features(ctx.engine, p["features"])
+        emb_train = embed(data.train.images, desc=f"{name}: train images")
+        emb_test = embed(data.test.images, desc=f"{name}: test images")
         y_train = data.train.labels
         if data.val is None:
             tr, va = stratified_split(y_train, p["val_proportion"], ctx.seed)
@@ -101,7 +131,7 @@ class LinearProbe(TaskType):
             val_source = f"stratified {p['val_proportion']:.0%} of each training class, seed {ctx.seed}"
         else:
             x_tr, y_tr = emb_train, y_train
-            x_va = ctx.engine.image_embeddings(data.val.images, desc=f"{name}: validation images")
+            x_va = embed(data.val.images, desc=f"{name}: validation images")
             y_va = data.val.labels
             val_source = f"dataset split {p['val_split']!r}"
         n_classes = data.test.n_classes
@@ -138,7 +168,7 @@ class LinearProbe(TaskType):
                 info[m] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1
                            else 0.0, "per_seed": values}
         details.update({
-            "features": "post_projection: the adapter's l2-normalised joint-space image embedding (engine cache)",
+            "features": FEATURES[p["features"]],
             "solver": "multinomial logistic regression, mean cross-entropy + lambda/2 ||W||^2 (bias unpenalised), "
                       "full-batch L-BFGS, warm-started; gradient tolerance 1e-4 in the search, 1e-6 for the refit",
             "lambda_grid": {"start": float(GRID[0]), "stop": float(GRID[-1]), "num": len(GRID), "spacing": "log",

@@ -24,7 +24,8 @@ class Winoground(TaskType):
     name = "winoground"
     dataset_kind = "winoground"
     description = "Winoground 2x2 image-caption matching: text, image and group scores (strict)"
-    params: ClassVar[dict[str, Param]] = {"tag_field": Param("str", "collapsed_tag", "item metadata field broken down in details")}
+    params: ClassVar[dict[str, Param]] = {
+        "tag_field": Param("str", "collapsed_tag", "item metadata field broken down in details")}
 
     @classmethod
     def metric_keys(cls, params):

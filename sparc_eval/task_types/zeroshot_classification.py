@@ -29,8 +29,13 @@ import torch.nn.functional as F
 from ..data.classification import ClassificationSet, resource_path
 from ..errors import ConfigError
 from ..fileio import sha256_file, sha256_json
-from ..metrics.classification import (ClassCounts, balanced_weights, chance, classification_metrics,
-                                      embedding_counts, hit_probability)
+from ..metrics.classification import (
+    ClassCounts,
+    chance,
+    classification_metrics,
+    embedding_counts,
+    hit_probability,
+)
 from ..params import Param
 from .base import EvalContext, TaskResult, TaskType
 
@@ -151,7 +156,6 @@ def classification_result(data: ClassificationSet, heads: dict[str, list[ClassCo
     ``top1.<subset>`` is reported for the main head and each subset the data provides.
     """
     n_classes = data.n_classes
-    weights = balanced_weights(data.labels, n_classes)
     fields: dict[str, np.ndarray] = {}
     metrics: dict[str, float] = {}
     runs: dict[str, dict[str, list[float]]] = {}
@@ -161,7 +165,6 @@ def classification_result(data: ClassificationSet, heads: dict[str, list[ClassCo
         metrics.update({f"{m}{sfx}": float(np.mean(v)) for m, v in runs[sfx].items()})
         for k in KS:
             fields[f"top{k}{sfx}"] = np.mean([hit_probability(c, k) for c in counts_list], axis=0)
-        fields[f"balanced_top1{sfx}"] = weights * fields[f"top1{sfx}"]
     main = heads.get("", [])
     present = [s for s in subsets if main and s in data.subsets and data.subsets[s].any()]
     for s in present:
@@ -184,7 +187,8 @@ def classification_result(data: ClassificationSet, heads: dict[str, list[ClassCo
     for sfx in heads:
         for k in KS:
             aggregations[f"top{k}{sfx}"] = {"kind": "mean", "field": f"top{k}{sfx}", "scale": 100}
-        aggregations[f"mean_per_class_recall{sfx}"] = {"kind": "mean", "field": f"balanced_top1{sfx}", "scale": 100}
+        aggregations[f"mean_per_class_recall{sfx}"] = {"kind": "group_mean", "field": f"top1{sfx}", "group": "label",
+                                                       "scale": 100}
         chance_out.update({f"{m}{sfx}": v for m, v in ch.items()})
     for s in present:
         aggregations[f"top1.{s}"] = {"kind": "mean", "field": f"top1.{s}", "scale": 100}

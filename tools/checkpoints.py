@@ -1,0 +1,154 @@
+"""Build the bundled shapes-world checkpoints and their model cards.
+
+    python tools/checkpoints.py build            # train every recipe in RECIPES, bundle, write cards (~20 min, 2 CPUs)
+    python tools/checkpoints.py build sparc      # one method
+    python tools/checkpoints.py cards            # re-evaluate the bundled checkpoints on the demo suite, rewrite cards
+
+``build`` trains ``configs/shapes-<method>.yaml`` (same data, steps, seed and model for every method; only
+the loss differs) into ``runs/``, stores the final weights in float16 (half the size; the loader casts
+them back to float32) with ``config.json`` in ``checkpoints/shapes-<method>/`` and writes the card. ``cards`` evaluates every bundled checkpoint on
+``tasks/suites/demo.yaml`` on the CPU with one thread and seed 0 (the conditions the reproduction test
+uses) and rewrites ``card.json`` (read by the test) and the results table of ``README.md`` in each
+checkpoint folder; run it whenever a task type joins the demo suite.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKPOINTS = REPO / "checkpoints"
+RECIPES = ("clip", "sparc")
+CARD_BEGIN, CARD_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _bundle(method: str, run_dir: Path, recipe: Path, wall_s: float) -> Path:
+    from sparc_eval.fileio import atomic_write_json, sha256_file
+    from sparc_eval.pretrain.checkpoint import list_checkpoints
+    from sparc_eval.tasks import read_yaml
+
+    from safetensors.torch import load_file, save_file
+
+    step, src = list_checkpoints(run_dir)[-1]
+    dest = CHECKPOINTS / f"shapes-{method}"
+    dest.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src / "model.safetensors")).items()}
+    save_file(weights, str(dest / "model.safetensors"), metadata={"dtype": "float16", "step": str(step)})
+    config = json.loads((src / "config.json").read_text())
+    config["train_config"] = read_yaml(recipe)  # the recipe as written (no machine-specific paths)
+    atomic_write_json(dest / "config.json", config)
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    losses = [e for e in log if "loss" in e]
+    atomic_write_json(dest / "card.json", {
+        "name": f"shapes-{method}", "recipe": str(recipe.relative_to(REPO)), "loss": config["loss"], "step": step,
+        "seed": config["train_config"].get("seed"), "sha256": sha256_file(dest / "model.safetensors", memo=False),
+        "train_wall_s": round(wall_s, 1), "first_loss": losses[0]["loss"] if losses else None,
+        "final_loss": losses[-1]["loss"] if losses else None, "results": {}})
+    return dest
+
+
+def build(methods: list[str]) -> None:
+    import torch
+
+    from sparc_eval.pretrain.config import load_config
+    from sparc_eval.pretrain.train import train
+
+    for method in methods:
+        recipe = REPO / "configs" / f"shapes-{method}.yaml"
+        cfg = load_config(recipe, [f"output_dir={REPO / 'runs' / f'shapes-{method}'}"])
+        if cfg.output_dir.exists():
+            shutil.rmtree(cfg.output_dir)
+        print(f"training {recipe.name} ({cfg.steps} steps, batch {cfg.batch_size}, {torch.get_num_threads()} threads)")
+        t0 = time.perf_counter()
+        train(cfg, progress=sys.stderr.isatty())
+        wall = time.perf_counter() - t0
+        print(f"  done in {wall / 60:.1f} min")
+        _bundle(method, cfg.output_dir, recipe, wall)
+    cards()
+
+
+def evaluate_bundled(path: Path, output: Path | None = None) -> dict[str, dict]:
+    """Demo-suite metrics of one bundled checkpoint under the card's conditions (CPU, 1 thread, seed 0)."""
+    import torch
+
+    from sparc_eval.api import evaluate
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        evals = evaluate(f"sparc:{path}", suite="demo", model_name=path.name, device="cpu", seed=0,
+                         output=output or REPO / "results" / "cards", write=output is not None, progress=False,
+                         log=lambda m: None, overwrite=True)
+    finally:
+        torch.set_num_threads(threads)
+    return {e.task: {"metrics": e.metrics, "main_metric": e.main_metric, "n": e.result["dataset"]["n_used"],
+                     "interval": e.result.get("intervals", {}).get(e.main_metric)} for e in evals}
+
+
+def _table(results: dict[str, dict]) -> str:
+    rows = ["| task | main metric | value | 95% CI | all metrics |", "|---|---|---|---|---|"]
+    for task, r in results.items():
+        m = r["main_metric"]
+        ci = f"[{r['interval'][0]:.2f}, {r['interval'][1]:.2f}]" if r.get("interval") else "-"
+        others = ", ".join(f"{k} {v:.2f}" for k, v in r["metrics"].items() if k != m)
+        rows.append(f"| {task} | {m} | {r['metrics'][m]:.2f} | {ci} | {others} |")
+    return "\n".join(rows)
+
+
+def _card_text(card: dict, table: str) -> str:
+    return f"""# {card['name']}
+
+A tiny dual encoder (open_clip `ViT-Tiny-8-64` towers: 64 px images, patch 8, 2 layers of width 128;
+text context 32; 64-d joint space), pretrained from scratch on the synthetic shapes world with the
+**{card['loss']}** objective. It is a demonstration model: it knows six shapes in eight colours on a
+grey background and nothing else.
+
+- recipe: `sparc-eval pretrain --config {card['recipe']}` (step {card['step']}, seed {card['seed']})
+- training: {card['train_wall_s'] / 60:.1f} min on 2 CPU cores; loss {card['first_loss']:.3f} -> {card['final_loss']:.3f}
+- data: `${{shapes_train}}`, the shapes-world pretraining set generated on demand (20,000 images, seed 1;
+  disjoint from the evaluation world, seed 0)
+- weights: `model.safetensors` (float16), sha256 `{card['sha256']}`
+- load: `sparc-eval run --suite demo --model sparc:checkpoints/{card['name']}`
+- reproduce: `python tools/checkpoints.py build {card['name'].split('-', 1)[1]}` (same numbers up to CPU kernel
+  differences between machines)
+
+## Results on the demo suite (CPU, 1 thread, seed 0)
+
+{CARD_BEGIN}
+{table}
+{CARD_END}
+
+Regenerate this table with `python tools/checkpoints.py cards`.
+"""
+
+
+def cards() -> None:
+    from sparc_eval.fileio import atomic_write_json, atomic_write_text
+
+    for folder in sorted(p for p in CHECKPOINTS.iterdir() if (p / "card.json").is_file()):
+        card = json.loads((folder / "card.json").read_text())
+        print(f"evaluating {folder.name} on the demo suite")
+        card["results"] = evaluate_bundled(folder)
+        atomic_write_json(folder / "card.json", card)
+        atomic_write_text(folder / "README.md", _card_text(card, _table(card["results"])))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("methods", nargs="*", default=list(RECIPES))
+    sub.add_parser("cards")
+    args = ap.parse_args()
+    if args.command == "build":
+        build(args.methods)
+    else:
+        cards()
+
+
+if __name__ == "__main__":
+    main()
