@@ -3,8 +3,8 @@
 - ``build``: the package's shapes-world oracle (``sparc_eval.models.oracle``): a single-shape image
   embeds with the one-hot vector of its kind and a class prompt as the one-hot of the kind it names, so
   zero-shot top-1 is exactly 100 and a probe separates the classes perfectly.
-- ``build_permuted``: recognises a single-shape image by its decoded pixels and gives it the kind of
-  another single-shape scene (a seeded permutation, ``permuted_kinds``), so it scores chance in
+- ``build_permuted``: recognises an image of the classification view by its decoded pixels and gives
+  it the kind of another one (a seeded permutation, ``permuted_kinds``), so it scores chance in
   expectation.
 - ``build_pixel``: a small deterministic image-text model (pixels and character trigrams through
   fixed random projections) whose predictions vary from image to image: the common input of our
@@ -26,13 +26,12 @@ from sparc_eval.models.oracle import pixel_key, shapes_oracle
 
 
 def single_shape_scenes(root: Path) -> dict[int, int]:
-    """Scene id -> kind index of every single-shape scene of the world at ``root``."""
-    world = load_world(root)
-    return {s["id"]: KINDS.index(s["objects"][0]["kind"]) for s in world["scenes"] if len(s["objects"]) == 1}
+    """Classification-view image id -> kind index, for the world at ``root``."""
+    return {c["id"]: KINDS.index(c["objects"][0]["kind"]) for c in load_world(root)["classification"]}
 
 
 def permuted_kinds(root: Path, seed: int = 0) -> dict[int, int]:
-    """Scene id -> the kind the permuted oracle gives its image (another scene's kind, seeded)."""
+    """Classification-view image id -> the kind the permuted oracle gives it (another image's kind, seeded)."""
     kinds = single_shape_scenes(root)
     ids = sorted(kinds)
     perm = np.random.default_rng(seed).permutation(len(ids))
@@ -72,9 +71,10 @@ build = shapes_oracle
 
 
 def build_permuted(pretrained: str, seed: int = 0) -> KindOracle:
+    files = {c["id"]: c["file"] for c in load_world(Path(pretrained))["classification"]}
     table = {}
-    for sid, kind in permuted_kinds(Path(pretrained), seed).items():
-        with Image.open(Path(pretrained) / "images" / f"{sid:06d}.png") as im:
+    for cid, kind in permuted_kinds(Path(pretrained), seed).items():
+        with Image.open(Path(pretrained) / files[cid]) as im:
             table[pixel_key(im)] = kind
     return KindOracle(identity=ModelIdentity("py:oracles_classification", pretrained, "kind-oracle", ""),
                       image_transform=_KindOf(table), preprocessing={"oracle": "shapes kinds", "permuted": True})

@@ -85,11 +85,13 @@ def test_imagefolder_view_loads_in_torchvision(small_world):
     from torchvision.datasets import ImageFolder
 
     ds = ImageFolder(str(small_world / "imagefolder" / "train"))
-    world = {f"{s['id']:06d}.png": s for s in load_world(small_world)["scenes"]}
+    view = {Path(c["file"]).name: c for c in load_world(small_world)["classification"] if c["split"] == "train"}
+    assert len(ds.samples) == len(view) == 48
     for path, label in ds.samples:
-        scene = world[Path(path).name]
-        assert len(scene["objects"]) == 1
-        assert ds.classes[label] == scene["objects"][0]["kind"]
+        entry = view[Path(path).name]
+        assert len(entry["objects"]) == 1 and ds.classes[label] == entry["objects"][0]["kind"]
+        with Image.open(path) as im:  # one shape on the background, of the recorded colour
+            assert tuple(COLOURS[entry["objects"][0]["colour"]]) in {c for _, c in im.getcolors()}
 
 
 def test_sugarcrepe_pairs_differ_and_point_at_images(small_world):

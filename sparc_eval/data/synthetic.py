@@ -17,7 +17,9 @@ are unique within each evaluation split, so an oracle can reach 100.
 - ``VOCdevkit/VOC2012/``: ``JPEGImages/*.jpg``, ``SegmentationClass/*.png`` (palette PNGs: 0
   background, 1-6 the kinds, 255 a one-pixel void border around every shape, as VOC) and
   ``ImageSets/Segmentation/{train,val}.txt`` (val = the world's test split);
-- ``imagefolder/<split>/<kind>/*.png``: the single-shape images as an ImageFolder classification set;
+- ``imagefolder/<split>/<kind>/*.png``: a classification view of single-shape images (600 train, 150
+  val, 600 test by default; drawn from their own random stream, not bound by caption uniqueness, and
+  listed in ``world.json`` under ``classification``), with ``imagefolder/classnames.txt``;
 - ``sugarcrepe/<category>.json``: SugarCrepe-style (caption, negative_caption) pairs for the
   two-shape test images (swap_att, replace_att, replace_obj, replace_rel, swap_obj, add_obj, add_att).
 
@@ -41,7 +43,7 @@ from PIL import Image
 
 from ..fileio import atomic_write_json, cache_root, sha256_json
 
-WORLD_VERSION = 3
+WORLD_VERSION = 4
 KINDS = ("circle", "square", "triangle", "diamond", "star", "cross")
 COLOURS = {
     "red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 119, 180), "yellow": (240, 200, 30),
@@ -54,6 +56,7 @@ ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
 SUGARCREPE_CATEGORIES = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 DEFAULT_SPLITS = {"train": 1600, "restval": 200, "val": 300, "test": 1000}
+DEFAULT_CLASSIFICATION = {"train": 600, "val": 150, "test": 600}
 TRAINING_SPLITS = {"train": 20000}
 TRAINING_SEED = 1
 VOC_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128] + [0] * (3 * 248) \
@@ -161,8 +164,9 @@ def captions(shapes: list[Shape], n: int) -> list[str]:
     return [_articles(c) for c in out[:n]]
 
 
-def sample_scene(rng: random.Random, image_size: int) -> list[Shape]:
-    n = rng.choices((1, 2, 3), weights=(1, 2, 1))[0]
+def sample_scene(rng: random.Random, image_size: int, n: int | None = None) -> list[Shape]:
+    """1-3 shapes (``n`` of them when given) in distinct cells of the 3x3 grid."""
+    n = n or rng.choices((1, 2, 3), weights=(1, 2, 1))[0]
     cells = rng.sample(range(9), n)
     shapes = []
     for i, cell in enumerate(cells):
@@ -253,9 +257,40 @@ def _negatives(shapes: list[Shape], rng: random.Random) -> dict[str, tuple[str, 
     return {k: (_articles(p), _articles(n)) for k, (p, n) in out.items()}
 
 
-def generate(root: Path | str, splits: dict[str, int] | None = None, seed: int = 0, image_size: int = 64) -> Path:
+def classification_sizes(splits: dict[str, int] | None, classification: dict[str, int] | None) -> dict[str, int]:
+    """Images per split of the classification view: as given, the default for the default world, else
+    one per captioned image of train/val/test, at most 600 each."""
+    if classification is not None:
+        return dict(classification)
+    if splits is None:
+        return dict(DEFAULT_CLASSIFICATION)
+    return {k: min(v, 600) for k, v in splits.items() if k in ("train", "val", "test")}
+
+
+def _classification_view(root: Path, sizes: dict[str, int], seed: int, image_size: int) -> list[dict]:
+    """Single-shape images in ``imagefolder/<split>/<kind>/`` (their own random stream)."""
+    rng = random.Random(seed + 2)
+    entries = []
+    for split, n in sizes.items():
+        for _ in range(n):
+            (shape,) = sample_scene(rng, image_size, n=1)
+            img, (mask,) = render([shape], image_size)
+            cid = len(entries)
+            rel = f"imagefolder/{split}/{shape.kind}/c{cid:06d}.png"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            img.save(root / rel, optimize=False)
+            pts = polygon(shape, image_size)
+            entries.append({"id": cid, "split": split, "file": rel,
+                            "objects": [{**asdict(shape), "category_id": CATEGORY_IDS[KINDS.index(shape.kind)],
+                                         "bbox": _bbox(pts), "area": float(mask.sum())}]})
+    return entries
+
+
+def generate(root: Path | str, splits: dict[str, int] | None = None, seed: int = 0, image_size: int = 64,
+             classification: dict[str, int] | None = None) -> Path:
     """Write the shapes world into ``root`` (created; must be empty or absent). Deterministic in the seed."""
     root = Path(root)
+    cls_sizes = classification_sizes(splits, classification)
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
     rng = random.Random(seed)
     scenes = []
@@ -317,10 +352,6 @@ def generate(root: Path | str, splits: dict[str, int] | None = None, seed: int =
             img.save(root / "VOCdevkit/VOC2012/JPEGImages" / f"{stem}.jpg", quality=95)
             _voc_mask(shapes, masks).save(root / "VOCdevkit/VOC2012/SegmentationClass" / f"{stem}.png")
             voc_lists[voc_split].append(stem)
-        if len(shapes) == 1:
-            folder = root / "imagefolder" / split / shapes[0].kind
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / "images" / fname, folder / fname)
         if split == "test" and len(shapes) == 2:
             for cat, (pos, neg) in _negatives(shapes, neg_rng).items():
                 sugar[cat][str(sid)] = {"filename": fname, "caption": pos, "negative_caption": neg}
@@ -338,14 +369,15 @@ def generate(root: Path | str, splits: dict[str, int] | None = None, seed: int =
             "".join(s + "\n" for s in stems))
     for cat, items in sugar.items():
         atomic_write_json(root / "sugarcrepe" / f"{cat}.json", items)
-    (root / "imagefolder" / "classnames.txt").parent.mkdir(parents=True, exist_ok=True)
+    world["classification"] = _classification_view(root, cls_sizes, seed, image_size)
     (root / "imagefolder" / "classnames.txt").write_text("".join(k + "\n" for k in KINDS))
     atomic_write_json(root / "world.json", world)
     return root
 
 
 def world_id(splits: dict[str, int] | None = None, seed: int = 0, image_size: int = 64) -> str:
-    params = {"version": WORLD_VERSION, "splits": splits or DEFAULT_SPLITS, "seed": seed, "image_size": image_size}
+    params = {"version": WORLD_VERSION, "splits": splits or DEFAULT_SPLITS, "seed": seed, "image_size": image_size,
+              "classification": classification_sizes(splits, None)}
     return f"v{WORLD_VERSION}-{sha256_json(params)[:12]}"
 
 

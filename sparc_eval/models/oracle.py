@@ -6,7 +6,7 @@ caption by its text. Its joint space is ``[scene one-hot (N scenes) | label one-
 kinds)]``:
 
 - an image embeds as its scene's one-hot (weight 3), plus the one-hot of its kind (weight 1) when it
-  holds a single shape, so a caption true of the image (cosine 3/sqrt(10) for a caption of one scene)
+  holds a single shape (an image of the classification view: its kind's one-hot only), so a caption true of the image (cosine 3/sqrt(10) for a caption of one scene)
   always beats a text that only names its kind (1/sqrt(10));
 - a caption (of the world, or a SugarCrepe positive, also after ARO's ``pre_caption``) embeds as the
   indicator of the scenes it is true of; any other text as the one-hot of the first kind it names
@@ -45,16 +45,20 @@ def pixel_key(pixels: np.ndarray | Image.Image) -> str:
     return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
 
 
-def world_pixel_table(root: Path) -> dict[str, int]:
-    """Pixel key -> scene id for every image of the world (PNGs and the VOC JPEG copies)."""
+def world_pixel_table(root: Path) -> dict[str, tuple[str, int]]:
+    """Pixel key -> ("scenes", id) for every captioned image (PNGs and the VOC JPEG copies) or
+    ("classification", id) for the classification view. Identical pixels in both views (the same shape
+    drawn in the same cell) resolve to the captioned scene, whose embedding also holds the kind."""
+    world = load_world(root)
     table = {}
-    for scene in load_world(root)["scenes"]:
-        with Image.open(root / scene["file"]) as im:
-            table[pixel_key(im)] = scene["id"]
-        jpg = root / "VOCdevkit/VOC2012/JPEGImages" / f"{scene['id']:06d}.jpg"
-        if jpg.is_file():
-            with Image.open(jpg) as im:
-                table[pixel_key(im)] = scene["id"]
+    for view in ("classification", "scenes"):
+        for entry in world.get(view, []):
+            with Image.open(root / entry["file"]) as im:
+                table[pixel_key(im)] = (view, entry["id"])
+            jpg = root / "VOCdevkit/VOC2012/JPEGImages" / f"{entry['id']:06d}.jpg"
+            if view == "scenes" and jpg.is_file():
+                with Image.open(jpg) as im:
+                    table[pixel_key(im)] = (view, entry["id"])
     return table
 
 
@@ -78,7 +82,7 @@ def caption_truth(root: Path) -> dict[str, set[int]]:
 
 
 def label_map(scene: dict, image_size: int) -> np.ndarray:
-    """[H, W] ground-truth labels of a scene (0 background, 1.. kinds), rasterised as the world draws it."""
+    """[H, W] ground-truth labels of a world entry (0 background, 1.. kinds), rasterised as the world draws it."""
     shapes = [Shape(**{k: o[k] for k in ("kind", "colour", "size", "row", "col", "cx", "cy")})
               for o in scene["objects"]]
     labels = np.zeros((image_size, image_size), dtype=np.int64)
@@ -97,29 +101,31 @@ class ShapesOracle(ModelAdapter):
     """See the module docstring; ``text_labels`` maps the label a text names to the label it embeds as
     (identity for the ground-truth oracle)."""
 
-    def __init__(self, world: dict, table: dict[str, int], captions: dict[str, set[int]],
+    def __init__(self, world: dict, table: dict[str, tuple[str, int]], captions: dict[str, set[int]],
                  text_labels: dict[int, int], **kw):
         super().__init__(**kw)
         self.n = len(world["scenes"])
         self.size = world["image_size"]
-        self.scenes = {s["id"]: s for s in world["scenes"]}
+        self.entries = {view: {e["id"]: e for e in world.get(view, [])} for view in ("scenes", "classification")}
         self.table, self.captions, self.text_labels = table, captions, text_labels
 
-    def _scene(self, image: torch.Tensor) -> int:
+    def _entry(self, image: torch.Tensor) -> tuple[str, dict]:
         pixels = (image.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-        scene = self.table.get(pixel_key(pixels))
-        if scene is None:
+        found = self.table.get(pixel_key(pixels))
+        if found is None:
             raise ModelLoadError("shapes oracle: an image that is not in its world (is --pretrained the world the "
                                  "task reads?)")
-        return scene
+        view, i = found
+        return view, self.entries[view][i]
 
     def _encode_images(self, images):
         out = torch.zeros(len(images), self.n + N_LABELS)
         for row, image in enumerate(images):
-            scene = self.scenes[self._scene(image)]
-            out[row, scene["id"]] = SCENE_WEIGHT
-            if len(scene["objects"]) == 1:
-                out[row, self.n + KINDS.index(scene["objects"][0]["kind"]) + 1] = 1.0
+            view, entry = self._entry(image)
+            if view == "scenes":
+                out[row, entry["id"]] = SCENE_WEIGHT
+            if len(entry["objects"]) == 1:
+                out[row, self.n + KINDS.index(entry["objects"][0]["kind"]) + 1] = 1.0
         return out
 
     def _encode_texts(self, texts):
@@ -135,7 +141,7 @@ class ShapesOracle(ModelAdapter):
     def _encode_image_patches(self, images):
         out = torch.zeros(len(images), self.size * self.size, self.n + N_LABELS)
         for row, image in enumerate(images):
-            labels = torch.from_numpy(label_map(self.scenes[self._scene(image)], self.size)).flatten()
+            labels = torch.from_numpy(label_map(self._entry(image)[1], self.size)).flatten()
             out[row, torch.arange(labels.numel()), self.n + labels] = 1.0
         return PatchEmbeddings(out, (self.size, self.size))
 
