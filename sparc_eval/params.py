@@ -20,10 +20,16 @@ TYPES = ("int", "float", "str", "bool", "path", "list[int]", "list[str]", "list[
 
 @dataclass(frozen=True)
 class Param:
+    """A typed parameter. ``min``/``max`` bound numbers (each item of a list); ``nonempty`` refuses an
+    empty list or string."""
+
     type: str
     default: Any = REQUIRED
     help: str = ""
     choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    nonempty: bool = False
 
     def coerce(self, value: Any, where: str) -> Any:
         if value is None and self.default is None:
@@ -58,11 +64,19 @@ class Param:
                 out = value
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected {t}, found {value!r}") from None
+        vals = out if isinstance(out, list) else [out]
         if self.choices is not None:
-            vals = out if isinstance(out, list) else [out]
             bad = [v for v in vals if v not in self.choices]
             if bad:
                 raise ConfigError(f"{where}: {bad[0]!r} is not allowed; expected one of {list(self.choices)}")
+        if self.nonempty and (out == [] or out == ""):
+            raise ConfigError(f"{where}: expected at least one value, found an empty {t}")
+        for v in vals:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if self.min is not None and v < self.min:
+                    raise ConfigError(f"{where}: {v!r} is too small; expected a value >= {self.min:g}")
+                if self.max is not None and v > self.max:
+                    raise ConfigError(f"{where}: {v!r} is too large; expected a value <= {self.max:g}")
         return out
 
 
