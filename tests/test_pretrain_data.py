@@ -3,6 +3,7 @@ corrupt images, WebDataset shards (grouping, corrupt/incomplete samples, unsafe 
 shards, rank split, shard-boundary resume), and a short WebDataset training run."""
 from __future__ import annotations
 
+import csv
 import io
 import json
 import tarfile
@@ -22,7 +23,6 @@ from sparc_eval.pretrain.data import (
     read_csv_pairs,
     read_shard,
     shapes_pairs,
-    write_shapes_csv,
 )
 
 
@@ -54,8 +54,10 @@ def test_shapes_csv_round_trip(small_world, tmp_path):
     pairs = shapes_pairs(small_world)
     world = json.loads((small_world / "world.json").read_text())
     assert len(pairs) == sum(1 for s in world["scenes"] if s["split"] in ("train", "restval")) == 56
-    rows = write_shapes_csv(small_world, tmp_path / "shapes.csv")
-    assert rows == sum(len(p.captions) for p in pairs)
+    with open(tmp_path / "shapes.csv", "w", newline="", encoding="utf-8") as f:  # one row per caption
+        w = csv.writer(f)
+        w.writerow(["path", "caption"])
+        w.writerows([str(p.path.resolve()), c] for p in pairs for c in p.captions)
     back = read_csv_pairs(tmp_path / "shapes.csv")
     assert [(p.path, p.captions) for p in back] == [(p.path.resolve(), p.captions) for p in pairs]
     with pytest.raises(ConfigError, match=r"data.splits: \['tran'\] not in"):
@@ -84,7 +86,8 @@ def test_epoch_sampler_is_deterministic_shares_and_resumes():
     for step in range(6):  # rank 0's micro-batches then rank 1's = the single-process batch
         assert ranks[0][2 * step] + ranks[0][2 * step + 1] + ranks[1][2 * step] + ranks[1][2 * step + 1] == single[step]
     assert take(EpochSampler(10, 4, seed=1, start_step=3), 3) == single[3:6]
-    with pytest.raises(ConfigError, match="batch_size 6: must be divisible by the number of processes \\(2\\)"):
+    with pytest.raises(ConfigError, match=r"^batch_size 6: must be divisible by the number of processes \(2\) "
+                                          r"times accum_steps \(2\)$"):
         EpochSampler(10, 6, seed=0, world=2, accum=2)
 
 
@@ -195,3 +198,47 @@ def test_webdataset_training_run_logs_skipped_samples(shards, small_world, tmp_p
     state = load_training_state(tmp_path / "run" / "checkpoint-3")
     epoch, ordinal = state["data"]["shard_positions"][0]
     assert (epoch, ordinal) >= (0, 2)  # 3 steps x 4 samples: at least 2 shards done
+
+
+def _loader(stream, workers: int):
+    from torch.utils.data import DataLoader
+
+    # timeout: a worker that never delivers fails the test instead of hanging it
+    return DataLoader(stream, batch_size=2, num_workers=workers, timeout=120,
+                      collate_fn=collate(lambda caps: torch.zeros(len(caps), 3)))
+
+
+def test_more_workers_than_shards_and_shards_without_samples(shards):
+    paths, _ = shards
+    it = iter(_loader(ShardStream(paths[:1], _ident, seed=0), workers=2))  # worker 1 has no shard: it stops
+    batches = [next(it) for _ in range(4)]  # 3 samples per epoch: crosses epochs
+    assert all(b["position"][0] == 0 for b in batches)
+    # shard 3 lost every sample: the worker holding it (an epoch's pass without a sample) goes on
+    it = iter(_loader(ShardStream([paths[3], paths[0]], _ident, seed=0), workers=2))
+    assert [len(next(it)["images"]) for _ in range(4)] == [2, 2, 2, 2]
+
+
+def test_shards_without_a_usable_sample_raise(shards):
+    paths, _ = shards
+    message = (r"data.shards: none of the 2 shard\(s\) holds a usable sample \(skipped: incomplete 6\); a sample needs "
+               r"an image member .* and a caption member \(caption: data.caption_keys\); the first sample has png, txt")
+    with pytest.raises(DataError, match=message):  # wrong caption key: in-process
+        next(iter(ShardStream(paths[:2], _ident, seed=0, caption_keys=("caption",))))
+    with pytest.raises(DataError, match=message):  # and from DataLoader workers
+        next(iter(_loader(ShardStream(paths[:2], _ident, seed=0, caption_keys=("caption",)), workers=2)))
+
+
+def test_webdataset_batch_must_split_over_micro_batches(shards, tmp_path, runner):
+    import yaml
+
+    from sparc_eval.cli.pretrain import pretrain
+
+    paths, _ = shards
+    cfg = {"name": "wds", "output_dir": str(tmp_path / "run"), "steps": 3, "batch_size": 6, "accum_steps": 4,
+           "device": "cpu", "model": {"arch": "ViT-Tiny-8-64", "embed_dim": 32, "vision_cfg": {"layers": 1, "width": 64},
+                                      "text_cfg": {"layers": 1, "width": 64, "heads": 2, "context_length": 16}},
+           "loss": {"name": "sparc"}, "data": {"format": "webdataset", "shards": [str(p) for p in paths]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = runner.invoke(pretrain, ["--config", str(tmp_path / "c.yaml"), "-q"])
+    assert res.exit_code == 2 and "batch_size 6: must be divisible by the number of processes (1) times " \
+                                  "accum_steps (4)" in res.output, res.output

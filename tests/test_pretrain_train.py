@@ -138,16 +138,63 @@ def test_killed_run_resumes_bit_identically(small_world, tmp_path):
 def test_stop_after_then_resume_from_a_checkpoint_folder(small_world, tmp_path, runner):
     from sparc_eval.cli.pretrain import pretrain
 
-    cfg = write_config(tmp_path / "c.yaml", small_world, tmp_path / "run", steps=6, checkpoint_every=100)
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", small_world, run, steps=6, checkpoint_every=100)
     assert runner.invoke(pretrain, ["--config", str(cfg), "--stop-after", "3", "-q"]).exit_code == 0
-    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [3]
-    res = runner.invoke(pretrain, ["--config", str(cfg), "--resume", str(tmp_path / "run" / "checkpoint-3"), "-q"])
+    assert [s for s, _ in list_checkpoints(run)] == [3]
+    res = runner.invoke(pretrain, ["--config", str(cfg), "--resume", str(run / "checkpoint-3"), "-q"])
     assert res.exit_code == 0, res.output
-    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [3, 6]
-    assert [r["step"] for r in read_log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
-    changed = write_config(tmp_path / "d.yaml", small_world, tmp_path / "run", steps=6, batch_size=16)
+    assert [s for s, _ in list_checkpoints(run)] == [3, 6]
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5, 6]
+    first_run = load_file(run / "checkpoint-6" / "model.safetensors")
+    # resuming from an older checkpoint drops the later ones and their log lines (sparc:RUN must not load them)
+    with (run / "log.jsonl").open("a") as f:
+        f.write('{"step": 7, "lo')  # a line cut short by a kill: skipped
+    res = runner.invoke(pretrain, ["--config", str(cfg), "--resume", str(run / "checkpoint-3"), "--stop-after", "1",
+                                   "-q"])
+    assert res.exit_code == 0, res.output
+    assert [s for s, _ in list_checkpoints(run)] == [3, 4]
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4]
+    changed = write_config(tmp_path / "d.yaml", small_world, run, steps=6, batch_size=16)
     res = runner.invoke(pretrain, ["--config", str(changed), "--resume", "-q"])
     assert res.exit_code == 2 and "differs from the checkpoint's in batch_size" in res.output
+    # a new run refuses the folder of an old one; --overwrite replaces it
+    res = runner.invoke(pretrain, ["--config", str(cfg), "-q"])
+    assert res.exit_code == 2 and f"output_dir {run}: the folder is not empty" in res.output, res.output
+    res = runner.invoke(pretrain, ["--config", str(cfg), "--overwrite", "-q"])
+    assert res.exit_code == 0, res.output
+    assert [s for s, _ in list_checkpoints(run)] == [6]
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5, 6]
+    again = load_file(run / "checkpoint-6" / "model.safetensors")
+    assert all(torch.equal(first_run[k], again[k]) for k in first_run)
+
+
+def test_resume_errors_are_clear(small_world, tmp_path, runner):
+    from sparc_eval.cli.pretrain import pretrain
+
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", small_world, run, steps=2, checkpoint_every=1)
+    res = runner.invoke(pretrain, ["--config", str(cfg), "--resume", str(tmp_path / "nowhere"), "-q"])
+    assert res.exit_code == 2 and f"--resume {tmp_path / 'nowhere'}: folder not found" in res.output, res.output
+    assert runner.invoke(pretrain, ["--config", str(cfg), "-q"]).exit_code == 0
+    state = run / "checkpoint-2" / "training_state.pt"
+    state.write_bytes(state.read_bytes()[:300])  # a damaged file
+    res = runner.invoke(pretrain, ["--config", str(cfg), "--resume", "-q"])
+    assert res.exit_code == 2 and f"{state}: cannot read the training state" in res.output, res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(pretrain, ["--config", str(cfg), "--resume", "--overwrite", "-q"])
+    assert res.exit_code == 2 and "--resume and --overwrite exclude each other" in res.output
+
+
+def test_output_and_device_options_are_taken_as_given(small_world, tmp_path, runner, monkeypatch):
+    from sparc_eval.cli.pretrain import pretrain
+
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(tmp_path / "c.yaml", small_world, tmp_path / "elsewhere", steps=1)
+    res = runner.invoke(pretrain, ["--config", str(cfg), "-o", "007", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    assert [s for s, _ in list_checkpoints(tmp_path / "007")] == [1] and not (tmp_path / "elsewhere").exists()
+    assert json.loads((tmp_path / "007" / "train_config.json").read_text())["output_dir"] == "007"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -158,7 +205,11 @@ def test_stop_after_then_resume_from_a_checkpoint_folder(small_world, tmp_path, 
     ({"data": {"format": "webdataset", "shards": "BAD"}}, "is not a tar archive (bad shard)"),
     ({"data": {"format": "webdataset", "shards": "/nonexistent/s-{0..3}.tar"}}, "4 of 4 shard(s) not found"),
     ({"data": {"format": "shapes", "root": "/nonexistent"}}, "is not a shapes world (no world.json)"),
-    ({"batch_size": 6, "accum_steps": 4}, "must be divisible by the number of processes (1) times optim.accum_steps"),
+    ({"batch_size": 6, "accum_steps": 4}, "batch_size 6: must be divisible by the number of processes (1) times "
+                                          "accum_steps (4)"),
+    ({"eval": {"every": 100, "tasks": ["shapes-retrival"]}}, "Unknown task 'shapes-retrival'"),
+    ({"eval": {"every": 100, "limit": 0}}, "eval.limit: 0; expected a number >= 1"),
+    ({"eval": {"every": 100, "params": {"no_such_param": 1}}}, "--param no_such_param: task 'shapes-retrieval' has no"),
     ({"precision": "fp16"}, "precision fp16 needs a CUDA device"),
     ({"stepz": 3}, "unknown key(s) ['stepz']"),
     ({"model": {"arch": "ViT-Tiny-8-46"}}, "Unknown open_clip architecture 'ViT-Tiny-8-46'"),
@@ -174,6 +225,7 @@ def test_config_errors_are_clear(small_world, tmp_path, runner, change, message)
     assert res.exit_code == 2, res.output
     assert message in res.output, res.output
     assert "Traceback" not in res.output
+    assert not list_checkpoints(tmp_path / "run")  # refused before the first step
 
 
 def test_recipes_validate_and_compare_like_for_like(small_world, monkeypatch):

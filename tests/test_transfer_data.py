@@ -49,7 +49,7 @@ def test_shapes_world_splits_with_gapped_ids(small_world):
            "train_annotations": "annotations/instances_train.json", "train_images": "images"}
     data = READER.load(cfg)
     assert data.cat_ids == list(CATEGORY_IDS) and data.classes == list(KINDS)
-    assert [data.label_of(c) for c in (1, 3, 4, 7, 8, 10)] == [0, 1, 2, 3, 4, 5]
+    assert [data.cat_ids.index(c) for c in (1, 3, 4, 7, 8, 10)] == [0, 1, 2, 3, 4, 5]
     assert len(data.image_ids) == 24 and len(data.train.image_ids) == 48
     assert data.has_masks and data.train.has_masks
     assert all(p.is_file() for p in data.images.paths)
@@ -62,9 +62,9 @@ def test_real_coco_ids_map_to_contiguous_labels_and_back_as_mmdet(tmp_path):
     _coco_like(tmp_path)
     data = READER.load(_cfg(tmp_path))
     assert len(data.cat_ids) == 80 and data.cat_ids == COCO_IDS
-    labels = [data.label_of(c) for c in COCO_IDS]
+    labels = [data.cat_ids.index(c) for c in COCO_IDS]
     assert labels == list(range(80))
-    assert data.label_of(90) == 79 and data.label_of(13) == 11
+    assert data.cat_ids.index(90) == 79 and data.cat_ids.index(13) == 11
     ds = CocoDataset(ann_file=str(tmp_path / "instances.json"), data_prefix={"img": str(tmp_path / "img") + "/"},
                      metainfo={"classes": tuple(data.classes)}, test_mode=True, pipeline=[])
     assert ds.cat2label == {c: i for i, c in enumerate(data.cat_ids)}

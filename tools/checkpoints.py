@@ -5,8 +5,9 @@
     python tools/checkpoints.py cards            # re-evaluate the bundled checkpoints on the demo suite, rewrite cards
 
 ``build`` trains ``configs/shapes-<method>.yaml`` (same data, steps, seed and model for every method; only
-the loss differs) into ``runs/``, stores the final weights in float16 (half the size; the loader casts
-them back to float32) with ``config.json`` in ``checkpoints/shapes-<method>/`` and writes the card. ``cards`` evaluates every bundled checkpoint on
+the loss differs) into ``runs/`` (replacing an earlier build's run there), stores the final weights in
+float16 (half the size; the loader casts them back to float32) with ``config.json`` in
+``checkpoints/shapes-<method>/`` and writes the card. ``cards`` evaluates every bundled checkpoint on
 ``tasks/suites/demo.yaml`` on the CPU with one thread and seed 0 (the conditions the reproduction test
 uses) and rewrites ``card.json`` (read by the test) and the results table of ``README.md`` in each
 checkpoint folder; run it whenever a task type joins the demo suite.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,11 +27,11 @@ CARD_BEGIN, CARD_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def _bundle(method: str, run_dir: Path, recipe: Path, wall_s: float) -> Path:
+    from safetensors.torch import load_file, save_file
+
     from sparc_eval.fileio import atomic_write_json, sha256_file
     from sparc_eval.pretrain.checkpoint import list_checkpoints
     from sparc_eval.tasks import read_yaml
-
-    from safetensors.torch import load_file, save_file
 
     step, src = list_checkpoints(run_dir)[-1]
     dest = CHECKPOINTS / f"shapes-{method}"
@@ -59,12 +59,10 @@ def build(methods: list[str]) -> None:
 
     for method in methods:
         recipe = REPO / "configs" / f"shapes-{method}.yaml"
-        cfg = load_config(recipe, [f"output_dir={REPO / 'runs' / f'shapes-{method}'}"])
-        if cfg.output_dir.exists():
-            shutil.rmtree(cfg.output_dir)
+        cfg = load_config(recipe, {"output_dir": str(REPO / "runs" / f"shapes-{method}")})
         print(f"training {recipe.name} ({cfg.steps} steps, batch {cfg.batch_size}, {torch.get_num_threads()} threads)")
         t0 = time.perf_counter()
-        train(cfg, progress=sys.stderr.isatty())
+        train(cfg, progress=sys.stderr.isatty(), overwrite=True)  # a new run replaces the last build's
         wall = time.perf_counter() - t0
         print(f"  done in {wall / 60:.1f} min")
         _bundle(method, cfg.output_dir, recipe, wall)

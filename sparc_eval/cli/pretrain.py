@@ -16,12 +16,16 @@ from . import UserError, log
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder (default: the config's output_dir).")
 @click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None, metavar="[CHECKPOINT]",
-              help="Continue from the latest checkpoint of the run folder (bare --resume) or from CHECKPOINT.")
+              help="Continue from the latest checkpoint of the run folder (bare --resume) or from CHECKPOINT "
+                   "(its later checkpoints and log lines are removed).")
+@click.option("--overwrite", is_flag=True,
+              help="Start afresh in a run folder that holds an earlier run (its checkpoints and log are removed); "
+                   "without it a non-empty run folder is refused.")
 @click.option("--stop-after", type=click.IntRange(1), metavar="N",
               help="Stop after N steps of this invocation, with a checkpoint (for time-limited jobs).")
 @click.option("--device", help="auto, cpu, cuda (overrides the config).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or log lines.")
-def pretrain(config_path, overrides, output, resume, stop_after, device, quiet) -> None:
+def pretrain(config_path, overrides, output, resume, overwrite, stop_after, device, quiet) -> None:
     """Pretrain a dual encoder with SPARC or a baseline loss.
 
     \b
@@ -33,13 +37,20 @@ def pretrain(config_path, overrides, output, resume, stop_after, device, quiet) 
     from ..errors import SparcEvalError
 
     try:
+        from ..params import parse_assignment
         from ..pretrain.config import load_config
         from ..pretrain.train import train
 
-        sets = list(overrides) + ([f"output_dir={output}"] if output else []) + ([f"device={device}"] if device else [])
+        if resume and overwrite:
+            raise UserError("--resume and --overwrite exclude each other")
+        sets = dict(parse_assignment(o, "--set") for o in overrides)
+        if output:  # taken as given, not parsed as YAML (-o 007 is the folder 007)
+            sets["output_dir"] = str(output)
+        if device:
+            sets["device"] = device
         cfg = load_config(config_path, sets)
         out = train(cfg, resume=True if resume == "latest" else (resume or False), stop_after=stop_after,
-                    progress=not quiet, log=(lambda m: None) if quiet else log)
+                    progress=not quiet, log=(lambda m: None) if quiet else log, overwrite=overwrite)
     except SparcEvalError as e:
         raise UserError(str(e)) from None
     if not quiet:

@@ -6,12 +6,15 @@
 - ``config.json``: ``{"format": "sparc-eval-pretrain", "version", "step", "model": ModelConfig,
   "preprocessing": {...}, "loss": name, "train_config": {...}}``.
 
-Every file is written atomically (temp file + rename) and ``config.json`` last, so a folder without it
-is an interrupted save: ``list_checkpoints`` ignores it and the next save of that step overwrites it.
+Every file is written atomically (temp file, flushed to disk with fsync, then renamed) and ``config.json``
+last, so a folder without it is an interrupted save: ``list_checkpoints`` ignores it and the next save of
+that step overwrites it.
 """
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -48,6 +51,12 @@ def list_checkpoints(run_dir: Path | str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file written by a library (safetensors, torch.save) to disk before it is renamed into place."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def save_checkpoint(run_dir: Path | str, step: int, model: DualEncoder, *, preprocessing: dict, loss: str,
                     train_config: dict | None = None, training_state: dict | None = None) -> Path:
     """Write ``checkpoint-STEP`` (atomically, ``config.json`` last) and return its folder."""
@@ -59,9 +68,11 @@ def save_checkpoint(run_dir: Path | str, step: int, model: DualEncoder, *, prepr
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out / MODEL_FILE) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "step": str(step)})
+        _fsync(tmp)
     if training_state is not None:
         with atomic_path(out / STATE_FILE) as tmp:
             torch.save(training_state, tmp)
+            _fsync(tmp)
     atomic_write_json(out / CONFIG_FILE, {"format": FORMAT, "version": VERSION, "step": step,
                                           "model": model.config.as_dict(), "preprocessing": preprocessing,
                                           "loss": loss, "train_config": train_config or {}})
@@ -74,20 +85,30 @@ def prune_checkpoints(run_dir: Path | str, keep: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def resolve_checkpoint(path: Path | str, step: str | int | None = None) -> Path:
+def remove_checkpoints_after(run_dir: Path | str, step: int) -> None:
+    """Delete the ``checkpoint-N`` folders of a run with N > ``step``, complete or not (a stale future)."""
+    for p in Path(run_dir).glob(f"{PREFIX}*"):
+        tail = p.name[len(PREFIX):]
+        if tail.isdigit() and int(tail) > step and p.is_dir():
+            shutil.rmtree(p)
+
+
+def resolve_checkpoint(path: Path | str, step: str | int | None = None, label: str = "sparc:") -> Path:
     """A checkpoint folder from a checkpoint folder or a run folder; in a run folder ``step`` (``1000`` or
-    ``checkpoint-1000``) picks one, default the latest."""
+    ``checkpoint-1000``) picks one, default the latest. ``label`` names the path in errors (``sparc:`` for a
+    model spec, ``--resume`` for a training run)."""
     path = Path(path).expanduser()
+    what = f"{label}{path}" if label.endswith(":") else f"{label} {path}"
     if not path.is_dir():
-        raise ModelLoadError(f"sparc:{path}: folder not found")
+        raise ModelLoadError(f"{what}: folder not found")
     if is_checkpoint(path):
         if step is not None and str(step).removeprefix(PREFIX) != str(read_config(path)["step"]):
-            raise ModelLoadError(f"sparc:{path} is the checkpoint of step {read_config(path)['step']}, "
+            raise ModelLoadError(f"{what} is the checkpoint of step {read_config(path)['step']}, "
                                  f"not {step}; pass the run folder to choose a step")
         return path
     found = list_checkpoints(path)
     if not found:
-        raise ModelLoadError(f"sparc:{path}: no checkpoint here (expected {CONFIG_FILE} + {MODEL_FILE}, or "
+        raise ModelLoadError(f"{what}: no checkpoint here (expected {CONFIG_FILE} + {MODEL_FILE}, or "
                              f"{PREFIX}STEP folders holding them)")
     if step is None:
         return found[-1][1]
@@ -95,7 +116,7 @@ def resolve_checkpoint(path: Path | str, step: str | int | None = None) -> Path:
     for s, p in found:
         if str(s) == wanted:
             return p
-    raise ModelLoadError(f"sparc:{path}: no checkpoint of step {step}; found steps {', '.join(str(s) for s, _ in found)}")
+    raise ModelLoadError(f"{what}: no checkpoint of step {step}; found steps {', '.join(str(s) for s, _ in found)}")
 
 
 def read_config(path: Path | str) -> dict:
@@ -130,4 +151,12 @@ def load_training_state(path: Path | str) -> dict:
     f = Path(path) / STATE_FILE
     if not f.is_file():
         raise ModelLoadError(f"{f}: no training state in this checkpoint; it cannot be resumed")
-    return torch.load(f, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(f, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
+        raise ModelLoadError(f"{f}: cannot read the training state ({type(e).__name__}: {str(e)[:200]}); the file "
+                             f"is damaged or not ours: resume from another checkpoint") from None
+    if not isinstance(state, dict) or not {"step", "optimizer", "config"} <= set(state):
+        raise ModelLoadError(f"{f}: not a sparc-eval training state (expected a mapping with step, optimizer, "
+                             f"config, ...)")
+    return state

@@ -1,4 +1,5 @@
-"""Training configs: one YAML per recipe (``configs/*.yaml``), validated strictly.
+"""Training configs: one YAML per recipe (``configs/*.yaml``), validated strictly (the loss name and its
+options by ``losses.build_loss``, when the trainer builds the loss).
 
     name: shapes-sparc                # run name
     seed: 0
@@ -33,7 +34,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..params import Param, parse_assignment, validate
 from ..tasks import read_yaml, shapes_root, shapes_train_root, substitute
-from .losses import LOSSES, loss_params
+from .losses import LOSSES
 from .model import ModelConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -155,15 +156,7 @@ def from_dict(raw: Mapping[str, Any], where: str = "config", config_dir: Path | 
                         "keep_checkpoints"))
     if top["precision"] == "fp16" and top["device"] == "cpu":
         raise ConfigError(f"{where}: precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-    loss = validate(top["loss"], LOSS, f"{where}.loss")
-    if loss["name"] not in LOSSES:
-        from ..errors import UnknownNameError
-
-        raise UnknownNameError("loss", loss["name"], sorted(LOSSES))
-    unknown = sorted(set(loss["params"]) - set(loss_params(loss["name"])))
-    if unknown:
-        raise ConfigError(f"{where}.loss.params: unknown option(s) {', '.join(unknown)} for loss {loss['name']!r}; "
-                          f"expected some of {', '.join(loss_params(loss['name']))}")
+    loss = validate(top["loss"], LOSS, f"{where}.loss")  # name and options: checked by losses.build_loss
     data = validate(top["data"], DATA, f"{where}.data")
     need = DATA_REQUIRED[data["format"]]
     if data[need] is None:
@@ -175,6 +168,7 @@ def from_dict(raw: Mapping[str, Any], where: str = "config", config_dir: Path | 
     _positive(f"{where}.optim.", optim, ("warmup_steps",), minimum=0)
     ev = validate(top["eval"], EVAL, f"{where}.eval")
     _positive(f"{where}.eval.", ev, ("every",), minimum=0)
+    _positive(f"{where}.eval.", ev, ("limit", "batch_size"))
     model = ModelConfig.from_dict(validate(top["model"], MODEL, f"{where}.model"), where=f"{where}.model")
     name = top["name"] or "run"
     out_dir = Path(top["output_dir"] or Path("runs") / name).expanduser()

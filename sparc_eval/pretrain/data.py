@@ -7,8 +7,7 @@ Map-style sources (``csv``, ``shapes``) are a list of ``Pair`` (image path + one
   image into one sample whose caption is drawn per epoch; ``per_row`` makes every row a sample.
 - ``shapes``: the shapes world's ``world.json`` (splits ``train`` and ``restval`` by default), every scene
   one sample with its 5-6 captions, one drawn per epoch (so a batch never holds one image twice, which
-  would be a false negative for the contrastive losses). ``write_shapes_csv`` writes the same pairs as
-  a CSV, one row per caption (read back with ``captions: per_image`` it is the same data).
+  would be a false negative for the contrastive losses).
 
 The order is a seeded permutation per epoch and the caption draw is a function of (seed, epoch, index),
 so the batches of step s are a function of s alone: resuming at a step replays exactly (``EpochSampler``).
@@ -17,10 +16,13 @@ An image that cannot be decoded is counted and replaced by the next index (batch
 WebDataset (``webdataset``): local ``.tar`` shards (a list or a brace pattern such as
 ``/data/shard-{00000..00999}.tar``), members grouped by key as WebDataset does (``key.jpg`` + ``key.txt``).
 Each rank reads shards ``rank::world`` of a per-epoch seeded permutation, each DataLoader worker every
-n-th of those. Undecodable samples, samples missing an image or caption, and the rest of a truncated shard
-are counted and skipped; members with absolute paths, ``..`` components, links or special files are
-refused (``data.wds.safe_member``; counted, never read). Resume is at shard boundaries: the shards that
-were being read at the checkpoint are read again from their start, none is skipped.
+n-th of those; a worker left without a shard (more workers than the rank's shards) stops at once.
+Undecodable samples, samples missing an image or caption, and the rest of a truncated shard are counted
+and skipped; members with absolute paths, ``..`` components, links or special files are refused
+(``data.wds.safe_member``; counted, never read). When a worker's pass over its shards yields nothing, the
+other shards are searched for one usable sample and ``DataError`` is raised when there is none (wrong
+``image_keys``/``caption_keys``, say). Resume is at shard boundaries: the shards that were being read at
+the checkpoint are read again from their start, none is skipped.
 """
 from __future__ import annotations
 
@@ -30,16 +32,15 @@ import json
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import IterableDataset, Sampler, get_worker_info
 
-from ..data.wds import safe_member
+from ..data.wds import _KEY, safe_member
 from ..errors import ConfigError, DataError
-from ..fileio import atomic_path
 
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
@@ -97,19 +98,6 @@ def shapes_pairs(root: Path | str, splits: Sequence[str] = ("train", "restval"))
     return [Pair(root / s["file"], list(s["captions"])) for s in world["scenes"] if s["split"] in splits]
 
 
-def write_shapes_csv(root: Path | str, out: Path | str, splits: Sequence[str] = ("train", "restval")) -> int:
-    """Write the shapes world's training pairs as a CSV (``path,caption``, absolute paths, one row per
-    caption), atomically; returns the number of rows."""
-    pairs = shapes_pairs(root, splits)
-    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "caption"])
-        for p in pairs:
-            for c in p.captions:
-                w.writerow([str(p.path.resolve()), c])
-    return sum(len(p.captions) for p in pairs)
-
-
 class PairDataset(torch.utils.data.Dataset):
     """Items are ``(index, epoch)``: the image (transformed) and its caption for that epoch."""
 
@@ -140,6 +128,15 @@ class PairDataset(torch.utils.data.Dataset):
         raise DataError(f"no image of the training data could be read (first: {self.pairs[index].path})")
 
 
+def micro_batch_size(global_batch: int, world: int, accum: int) -> int:
+    """Samples per micro-batch and process: the global batch split over ``world`` processes and ``accum``
+    micro-batches, which must divide it."""
+    if global_batch % (world * accum):
+        raise ConfigError(f"batch_size {global_batch}: must be divisible by the number of processes ({world}) "
+                          f"times accum_steps ({accum})")
+    return global_batch // (world * accum)
+
+
 class EpochSampler(Sampler):
     """Infinite micro-batches of ``(index, epoch)`` for one rank, starting at optimizer step ``start_step``.
 
@@ -149,11 +146,9 @@ class EpochSampler(Sampler):
 
     def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1, accum: int = 1,
                  start_step: int = 0):
-        if global_batch % (world * accum):
-            raise ConfigError(f"optim.batch_size {global_batch}: must be divisible by the number of processes "
-                              f"({world}) times optim.accum_steps ({accum})")
+        micro_batch_size(global_batch, world, accum)
         if n < global_batch:
-            raise ConfigError(f"optim.batch_size {global_batch}: larger than the training data ({n} samples)")
+            raise ConfigError(f"batch_size {global_batch}: larger than the training data ({n} samples)")
         self.n, self.batch, self.seed, self.rank, self.world, self.accum = n, global_batch, seed, rank, world, accum
         self.start_step = start_step
 
@@ -192,13 +187,6 @@ def expand_shards(shards: str | Sequence[str]) -> list[Path]:
     return paths
 
 
-def _split_key(name: str) -> tuple[str, str]:
-    """WebDataset's key/extension split: ``dir/abc.seg.jpg`` -> (``dir/abc``, ``seg.jpg``)."""
-    base = PurePosixPath(name)
-    stem, _, ext = base.name.partition(".")
-    return str(base.parent / stem), ext.lower()
-
-
 @dataclass
 class ShardCounts:
     """Problems met while reading shards (summed over workers and ranks by the trainer)."""
@@ -213,7 +201,9 @@ class ShardCounts:
 
 
 def read_shard(path: Path, counts: ShardCounts) -> Iterator[dict[str, bytes]]:
-    """Samples (extension -> bytes, plus ``__key__``) of one tar shard, in archive order."""
+    """Samples (extension -> bytes, plus ``__key__``) of one tar shard, in archive order. The key is the
+    member path up to the first dot of the file name (``dir/abc.seg.jpg``: ``dir/abc``, ``seg.jpg``);
+    members without an extension belong to no sample and are passed over."""
     current: dict = {}
     try:
         with tarfile.open(path, mode="r|*") as tar:
@@ -224,7 +214,10 @@ def read_shard(path: Path, counts: ShardCounts) -> Iterator[dict[str, bytes]]:
                 except DataError:  # absolute path, '..', link or special file: never read
                     counts.unsafe += 1
                     continue
-                key, ext = _split_key(member.name)
+                m = _KEY.match(member.name)
+                if not m:
+                    continue
+                key, ext = m.group(1), m.group(2).lower()
                 if current and current["__key__"] != key:
                     yield current
                     current = {}
@@ -271,11 +264,28 @@ class ShardStream(IterableDataset):
             return None
         return image, caption
 
+    def _check_usable(self) -> None:
+        """Raise ``DataError`` unless some shard holds a usable sample (stops at the first one)."""
+        counts, first_members = ShardCounts(), None
+        for path in self.shards:
+            for s in read_shard(path, counts):
+                first_members = first_members or sorted(k for k in s if k != "__key__")
+                if self._sample(s, counts) is not None:
+                    return
+        found = ", ".join(f"{k} {v}" for k, v in counts.as_dict().items()) or "no samples at all"
+        raise DataError(f"data.shards: none of the {len(self.shards)} shard(s) holds a usable sample (skipped: "
+                        f"{found}); a sample needs an image member ({', '.join(self.image_keys)}: data.image_keys) "
+                        f"and a caption member ({', '.join(self.caption_keys)}: data.caption_keys)"
+                        + (f"; the first sample has {', '.join(first_members)}" if first_members else ""))
+
     def __iter__(self):
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        if wid >= len(range(self.rank, len(self.shards), self.world)):
+            return  # more DataLoader workers than this rank's shards: this one stays idle
         epoch, first = self.start
         counts, reported = ShardCounts(), {}
+        usable = False
         while True:
             order = torch.randperm(len(self.shards), generator=torch.Generator().manual_seed(self.seed * 1_000_003
                                                                                             + epoch)).tolist()
@@ -286,10 +296,14 @@ class ShardStream(IterableDataset):
                 for s in read_shard(self.shards[mine[ordinal]], counts):
                     got = self._sample(s, counts)
                     if got is not None:
+                        usable = True
                         now = counts.as_dict()
                         yield got[0], got[1], {k: v - reported.get(k, 0) for k, v in now.items()
                                                if v != reported.get(k, 0)}, (wid, epoch, ordinal)
                         reported = now
+            if not usable:  # a whole pass without a sample: go on only if another shard has one
+                self._check_usable()
+                usable = True
             epoch, first = epoch + 1, 0
 
 

@@ -306,7 +306,8 @@ def _global_clip(out: EncoderOutputs) -> torch.Tensor:
 class _Loss(nn.Module):
     """Base: ``forward(out, generator=None) -> {"loss": total, term: value, ...}`` (this rank's contributions)."""
 
-    uses_global = True  # needs the global embeddings
+    uses_global_image = True  # needs the global image embeddings
+    uses_global_text = True  # needs the global text embeddings
     uses_dense = True  # needs patch/token embeddings and the local temperature
     full_graph = True  # every model parameter gets a gradient (else DDP must look for unused ones)
 
@@ -338,7 +339,8 @@ class SparcLoss(_Loss):
         self._check("eps", eps, eps >= 0, "a number >= 0")
         self.global_weight, self.local_weight = float(global_weight), float(local_weight)
         self.kw = {"threshold": threshold, "alignment": alignment, "eps": eps, "reduction": reduction}
-        self.uses_global = self.global_weight != 0
+        # without the global term the global paths (h_v, a separate global temperature) may get no gradient
+        self.uses_global_image = self.uses_global_text = self.full_graph = self.global_weight != 0
 
     def forward(self, out: EncoderOutputs, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         mask = out.token_mask
@@ -347,7 +349,7 @@ class SparcLoss(_Loss):
                                  normalizer=_global_count(n, mask.device), **self.kw) * D.world_size()
         terms = {"local": local}
         loss = self.local_weight * local
-        if self.uses_global:
+        if self.global_weight:
             terms["global"] = _global_clip(out)
             loss = loss + self.global_weight * terms["global"]
         return {"loss": loss, **terms}
@@ -362,7 +364,7 @@ class FilipLoss(_Loss):
         self._check("token_drop", token_drop, 0 <= token_drop < 1, "a fraction in [0, 1)")
         self.filip_weight, self.global_weight = float(filip_weight), float(global_weight)
         self.token_drop, self.chunk_size = float(token_drop), chunk_size
-        self.uses_global = self.full_graph = self.global_weight != 0
+        self.uses_global_image = self.uses_global_text = self.full_graph = self.global_weight != 0
 
     def forward(self, out: EncoderOutputs, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         f = filip_loss(D.gather_with_grad(out.patch_embeds), D.gather_with_grad(out.token_embeds),
@@ -371,7 +373,7 @@ class FilipLoss(_Loss):
                        chunk_size=self.chunk_size)
         terms = {"filip": f}
         loss = self.filip_weight * f
-        if self.uses_global:
+        if self.global_weight:
             terms["global"] = _global_clip(out)
             loss = loss + self.global_weight * terms["global"]
         return {"loss": loss, **terms}
@@ -386,7 +388,8 @@ class PaclLoss(_Loss):
         self.patch_mlp = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self.pacl_weight, self.global_weight = float(pacl_weight), float(global_weight)
         self.attention_scale = float(attention_scale)
-        self.full_graph = self.global_weight != 0  # else the global image path (h_v) is unused
+        # the global text embeddings are PACL's queries; the global image ones serve the optional CLIP term only
+        self.uses_global_image = self.full_graph = self.global_weight != 0
 
     def forward(self, out: EncoderOutputs, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         patches = out.patch_embeds + self.patch_mlp(out.patch_embeds)

@@ -229,14 +229,15 @@ class DualEncoder(nn.Module):
         local = self.logit_scale_local.exp() if self.logit_scale_local is not None else scale
         return scale, local
 
-    def forward(self, images: torch.Tensor, ids: torch.Tensor, need_global: bool = True,
-                need_dense: bool = True) -> EncoderOutputs:
+    def forward(self, images: torch.Tensor, ids: torch.Tensor, need_global_image: bool = True,
+                need_global_text: bool = True, need_dense: bool = True) -> EncoderOutputs:
+        """One batch through both towers; the outputs not needed are None (and not computed)."""
         fv = self.image_features(images)
         ft, mask = self.text_features(ids)
         scale, local = self.temperatures()
         return EncoderOutputs(
-            image_embeds=self._global_image(fv) if need_global else None,
-            text_embeds=self._global_text(ft, mask) if need_global else None,
+            image_embeds=self._global_image(fv) if need_global_image else None,
+            text_embeds=self._global_text(ft, mask) if need_global_text else None,
             patch_embeds=self.g_v(fv) if need_dense else None,
             token_embeds=self.g_t(ft) if need_dense else None,
             token_mask=mask, logit_scale=scale, logit_scale_local=local)

@@ -19,8 +19,12 @@ call).
   ``resume`` continues from the latest (or a given) checkpoint. On CPU with CSV/shapes data the resumed
   run is bit-identical to an uninterrupted one: the data of step s is a function of s, random choices
   (FILIP's token dropping) are seeded by the step, and model/optimizer/scheduler/RNG state is restored.
+- The run folder holds one run: a new run refuses a folder that is not empty unless ``overwrite`` (which
+  removes the old run's checkpoints and log); a resumed run drops the log lines and checkpoints of the
+  steps after the one it resumes from.
 - Periodic evaluation through the public ``api.evaluate`` with an adapter around the model in training
-  (rank 0, no files written, no embedding cache).
+  (rank 0 alone, outside the process group; no files written, no embedding cache; the other ranks wait).
+  The tasks are resolved when the trainer starts, so a bad task name fails before the first step.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..engine import distributed as E
 from ..errors import ConfigError
 from ..fileio import atomic_write_text, sha256_json
 from . import checkpoint as ckpt
@@ -50,11 +56,15 @@ from .data import (
     ShardStream,
     collate,
     expand_shards,
+    micro_batch_size,
     read_csv_pairs,
     shapes_pairs,
 )
 from .losses import build_loss
 from .model import DualEncoder, EncoderOutputs, build_tokenizer, default_preprocessing
+
+if TYPE_CHECKING:
+    from ..tasks import TaskConfig
 
 LOG_FILE = "log.jsonl"
 _SKIP_KEYS = tuple(ShardCounts().__dict__)
@@ -72,7 +82,8 @@ class TrainModule(nn.Module):
 
     def encode(self, images: torch.Tensor, ids: torch.Tensor) -> EncoderOutputs:
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
-            out = self.encoder(images, ids, need_global=self.loss.uses_global, need_dense=self.loss.uses_dense)
+            out = self.encoder(images, ids, need_global_image=self.loss.uses_global_image,
+                               need_global_text=self.loss.uses_global_text, need_dense=self.loss.uses_dense)
         return out.float()
 
     def forward(self, images: torch.Tensor, ids: torch.Tensor, others: list[EncoderOutputs] | None = None,
@@ -82,6 +93,13 @@ class TrainModule(nn.Module):
             out = EncoderOutputs.cat(others[:index] + [out] + others[index + 1:], scale_from=index)
         with torch.autocast(self.device_type, enabled=False):
             return self.loss(out, torch.Generator().manual_seed(seed))
+
+
+def may_skip_parameters(encoder: DualEncoder, loss: nn.Module) -> bool:
+    """Whether some parameter of encoder + loss may get no gradient in a step (DDP must then look for them):
+    the loss says so, or the global image path (``h_v``) or a separate local temperature goes unused."""
+    return (not loss.full_graph or (not loss.uses_global_image and encoder.h_v is not None)
+            or (encoder.logit_scale_local is not None and not loss.uses_dense))
 
 
 def cosine_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -119,16 +137,22 @@ _RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "keep_checkpoint
 
 class Trainer:
     """One training run of ``cfg``. ``resume``: False, True (the latest checkpoint in the run folder, if any)
-    or a checkpoint/run folder. ``stop_after``: stop (with a checkpoint) after this many steps of this call."""
+    or a checkpoint/run folder. ``overwrite``: start afresh in a run folder that holds an old run (else
+    refused). ``stop_after``: stop (with a checkpoint) after this many steps of this call."""
 
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, stop_after: int | None = None,
-                 progress: bool = True, log: Callable[[str], None] = print):
+                 progress: bool = True, log: Callable[[str], None] = print, overwrite: bool = False):
         self.cfg, self.stop_after, self.progress = cfg, stop_after, progress
-        self.dist = D.init_from_env(cfg.device)
-        self.log = log if self.dist.is_main else (lambda msg: None)
-        dev = self.dist.device
+        self.dist, self.device = D.init_from_env(cfg.device)
+        self.rank, self.world = (self.dist.rank, self.dist.world) if self.dist else (0, 1)
+        self.is_main = self.rank == 0
+        self.log = log if self.is_main else (lambda msg: None)
+        dev = self.device
         if cfg.precision == "fp16" and dev.type != "cuda":
             raise ConfigError(f"precision fp16 needs a CUDA device (found {dev}); use bf16 or fp32")
+        if not resume and not overwrite:
+            self._check_empty_folder()
+        self.eval_tasks = self._eval_tasks() if cfg.eval["every"] else []
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -164,14 +188,46 @@ class Trainer:
             self._load_state(state)
             self.log(f"resumed from {resumed_from} (step {self.step})")
         self.ddp = None
-        if self.dist.world_size > 1:
-            e = self.encoder
-            unused = (not self.loss.full_graph or (not self.loss.uses_global and e.h_v is not None)
-                      or (e.logit_scale_local is not None and not self.loss.uses_dense))
+        if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(
-                self.module, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=unused)
+                self.module, device_ids=[dev.index] if dev.type == "cuda" else None,
+                find_unused_parameters=may_skip_parameters(self.encoder, self.loss))
 
-    # -- resume -----------------------------------------------------------------------------------------
+    # -- run folder, evaluation tasks, resume -------------------------------------------------------------
+    def _check_empty_folder(self) -> None:
+        out = self.cfg.output_dir
+        held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        if held:
+            raise ConfigError(f"output_dir {out}: the folder is not empty (it holds {', '.join(held[:4])}"
+                              f"{', ...' if len(held) > 4 else ''}); pass --resume to continue its run, --overwrite "
+                              f"to start afresh there, or choose another folder with -o")
+
+    def _prepare_folder(self) -> None:
+        """(rank 0) Make the run folder hold this run only: no log lines or checkpoints after ``self.step``."""
+        out = self.cfg.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_checkpoints_after(out, self.step)
+        log = out / LOG_FILE
+        if log.is_file():
+            keep = []
+            for line in log.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short when the run was killed
+                    continue
+                if isinstance(rec, dict) and rec.get("step", 0) <= self.step:
+                    keep.append(line)
+            atomic_write_text(log, "".join(line + "\n" for line in keep))
+        atomic_write_text(out / "train_config.json", json.dumps(self.cfg.as_dict(), indent=2) + "\n")
+
+    def _eval_tasks(self) -> list[TaskConfig]:
+        """The ``eval.tasks`` as validated task configs (``eval.params`` applied)."""
+        from ..api import plan_tasks
+        from ..tasks import load_task
+
+        ev = self.cfg.eval
+        return [load_task(name, overrides=ev["params"]) for name in plan_tasks(ev["tasks"])]
+
     def _find_resume(self, resume) -> tuple[dict | None, Path | None]:
         if resume is False or resume is None:
             return None, None
@@ -182,7 +238,7 @@ class Trainer:
                 return None, None
             where = found[-1][1]
         else:
-            where = ckpt.resolve_checkpoint(resume)
+            where = ckpt.resolve_checkpoint(resume, label="--resume")
         state = ckpt.load_training_state(where)
         old, new = state["config"], self.cfg.as_dict()
         diff = sorted(k for k in new if k not in _RESUMABLE_CHANGES and old.get(k) != new[k])
@@ -199,21 +255,13 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.skipped.update(state.get("skipped", {}))
         positions = state.get("data", {}).get("shard_positions")
-        if positions and len(positions) == self.dist.world_size:
-            self.shard_start = tuple(positions[self.dist.rank])
+        if positions and len(positions) == self.world:
+            self.shard_start = tuple(positions[self.rank])
         elif positions:
-            self.log(f"resuming with {self.dist.world_size} processes instead of {len(positions)}: the "
+            self.log(f"resuming with {self.world} processes instead of {len(positions)}: the "
                      f"WebDataset shards of the current epoch are read from the start")
             self.shard_start = (min(p[0] for p in positions), 0)
         _set_rng_state(state["rng"])
-        if self.dist.is_main:
-            self._truncate_log(self.step)
-
-    def _truncate_log(self, step: int) -> None:
-        f = self.cfg.output_dir / LOG_FILE
-        if f.is_file():
-            keep = [line for line in f.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-            atomic_write_text(f, "".join(line + "\n" for line in keep))
 
     # -- data -------------------------------------------------------------------------------------------
     def loader(self) -> DataLoader:
@@ -225,19 +273,25 @@ class Trainer:
         transform = build_image_transform(self.preprocessing)
         workers = d["num_workers"]
         common = {"num_workers": workers, "collate_fn": collate(self.tokenizer),
-                  "pin_memory": self.dist.device.type == "cuda", "persistent_workers": workers > 0}
+                  "pin_memory": self.device.type == "cuda", "persistent_workers": workers > 0}
         if d["format"] == "webdataset":
-            stream = ShardStream(expand_shards(d["shards"]), transform, cfg.seed, self.dist.rank, self.dist.world_size,
-                                 d["image_keys"], d["caption_keys"], start=self.shard_start)
-            return DataLoader(stream, batch_size=cfg.batch_size // (self.dist.world_size * cfg.accum_steps), **common)
+            micro = micro_batch_size(cfg.batch_size, self.world, cfg.accum_steps)
+            shards = expand_shards(d["shards"])
+            per_rank = len(range(self.rank, len(shards), self.world))
+            if workers > per_rank:
+                self.log(f"data: {per_rank} shard(s) per process for {workers} DataLoader workers; "
+                         f"{workers - per_rank} worker(s) stay idle")
+            stream = ShardStream(shards, transform, cfg.seed, self.rank, self.world, d["image_keys"],
+                                 d["caption_keys"], start=self.shard_start)
+            return DataLoader(stream, batch_size=micro, **common)
         if d["format"] == "csv":
             pairs = read_csv_pairs(d["path"], d["image_root"], d["path_column"], d["caption_column"],
                                    per_image=d["captions"] == "per_image")
         else:
             pairs = shapes_pairs(d["root"], d["splits"])
         self.n_samples = len(pairs)
-        sampler = EpochSampler(len(pairs), cfg.batch_size, cfg.seed, self.dist.rank, self.dist.world_size,
-                               cfg.accum_steps, start_step=self.step)
+        sampler = EpochSampler(len(pairs), cfg.batch_size, cfg.seed, self.rank, self.world, cfg.accum_steps,
+                               start_step=self.step)
         self.steps_per_epoch = sampler.steps_per_epoch
         return DataLoader(PairDataset(pairs, transform, cfg.seed), batch_sampler=sampler, **common)
 
@@ -248,7 +302,7 @@ class Trainer:
     def accumulate(self, batches: list[dict]) -> dict[str, torch.Tensor]:
         """Forward/backward of one step's micro-batches (this rank's share): gradients of the global batch's
         loss in ``.grad`` (averaged over ranks by DDP); returns this rank's loss terms."""
-        dev = self.dist.device
+        dev = self.device
         module = self.ddp or self.module
         seed = self.cfg.seed * 1_000_003 + self.step
         self.module.train()
@@ -296,17 +350,16 @@ class Trainer:
     def run(self) -> dict:
         """Train to ``cfg.steps`` (or ``stop_after``) and return the last logged record (+ ``evaluation``)."""
         cfg = self.cfg
-        if self.dist.is_main:
-            cfg.output_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(cfg.output_dir / "train_config.json", json.dumps(cfg.as_dict(), indent=2) + "\n")
+        if self.is_main:
+            self._prepare_folder()
         loader = self.loader()
         it = iter(loader)
         start, last, evaluation = self.step, {}, {}
         t_window, n_window = time.perf_counter(), 0
         bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.name, unit="step", dynamic_ncols=True,
-                   disable=not (self.progress and self.dist.is_main))
+                   disable=not (self.progress and self.is_main))
         self.log(f"training {cfg.name}: loss {cfg.loss['name']}, {cfg.model.arch}, steps {self.step}->{cfg.steps}, "
-                 f"global batch {cfg.batch_size} on {self.dist.world_size} process(es) ({self.dist.device})")
+                 f"global batch {cfg.batch_size} on {self.world} process(es) ({self.device})")
         try:
             while self.step < cfg.steps:
                 batches = [next(it) for _ in range(cfg.accum_steps)]
@@ -346,7 +399,7 @@ class Trainer:
                   step_time: float) -> dict:
         keys = sorted(terms)
         values = D.all_reduce_mean(torch.stack([terms[k].float() for k in keys]))
-        skipped = D.all_reduce_sum(torch.tensor([float(self.skipped[k]) for k in _SKIP_KEYS]))
+        skipped = D.all_reduce_sum(torch.tensor([float(self.skipped[k]) for k in _SKIP_KEYS], device=self.device))
         with torch.no_grad():
             scale, local = self.encoder.temperatures()
         rec = {"step": self.step, "lr": self.last_lr, **{k: v.item() for k, v in zip(keys, values)},
@@ -361,7 +414,7 @@ class Trainer:
         return rec
 
     def _append_log(self, rec: dict) -> None:
-        if self.dist.is_main:
+        if self.is_main:
             with (self.cfg.output_dir / LOG_FILE).open("a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
 
@@ -371,28 +424,27 @@ class Trainer:
         positions = None
         if self.cfg.data["format"] == "webdataset":  # each rank's resume point: the oldest shard in flight
             mine = min(self.shard_positions.values(), default=self.shard_start)
-            positions = [mine] * self.dist.world_size
-            if self.dist.world_size > 1:
-                torch.distributed.all_gather_object(positions, mine)
+            positions = E.gather(mine, self.dist) if self.dist else [mine]
         out = ckpt.checkpoint_dir(self.cfg.output_dir, self.step)
-        if self.dist.is_main:
+        if self.is_main:
             state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                      "scaler": self.scaler.state_dict() if self.scaler is not None else {},
                      "loss": self.loss.state_dict(), "rng": _rng_state(), "skipped": dict(self.skipped),
                      "data": {"n_samples": self.n_samples, "shard_positions": [list(p) for p in positions or []]},
-                     "world_size": self.dist.world_size, "config": self.cfg.as_dict()}
+                     "world_size": self.world, "config": self.cfg.as_dict()}
             out = ckpt.save_checkpoint(self.cfg.output_dir, self.step, self.encoder, preprocessing=self.preprocessing,
                                        loss=self.cfg.loss["name"], train_config=self.cfg.as_dict(),
                                        training_state=state)
             if self.cfg.keep_checkpoints:
                 ckpt.prune_checkpoints(self.cfg.output_dir, self.cfg.keep_checkpoints)
-        D.barrier()
+        E.barrier(self.dist)
         return out
 
     def evaluate(self) -> dict[str, dict[str, float]]:
-        """Metrics of the model in training on ``eval.tasks`` (rank 0; nothing written), also logged."""
+        """Metrics of the model in training on ``eval.tasks`` (rank 0, outside the process group; nothing
+        written), also logged; the other ranks wait."""
         metrics: dict[str, dict[str, float]] = {}
-        if self.dist.is_main:
+        if self.is_main:
             from ..api import evaluate
             from ..models.base import ModelIdentity
             from ..models.sparc_adapter import wrap
@@ -402,26 +454,26 @@ class Trainer:
                                      sha256_json({"run": str(cfg.output_dir), "step": self.step, "time": time.time()}))
             self.encoder.eval()
             try:
-                adapter = wrap(self.encoder, self.tokenizer, self.preprocessing, identity, self.dist.device,
-                               cfg.precision)
-                evals = evaluate(adapter, ev["tasks"], params=ev["params"], write=False, progress=False,
-                                 use_cache=False, batch_size=ev["batch_size"], limit=ev["limit"], seed=cfg.seed,
-                                 device=str(self.dist.device), precision=cfg.precision,
-                                 num_workers=cfg.data["num_workers"], log=lambda m: None)
+                adapter = wrap(self.encoder, self.tokenizer, self.preprocessing, identity, self.device, cfg.precision)
+                evals = evaluate(adapter, self.eval_tasks, write=False, progress=False, use_cache=False,
+                                 batch_size=ev["batch_size"], limit=ev["limit"], seed=cfg.seed, device=str(self.device),
+                                 precision=cfg.precision, num_workers=cfg.data["num_workers"], distributed=False,
+                                 log=lambda m: None)
             finally:
                 self.encoder.train()
             metrics = {e.task: e.metrics for e in evals}
             self._append_log({"step": self.step, "eval": metrics})
             self.log(f"step {self.step}: " + "; ".join(
                 f"{t}: {e.main_metric} {e.metrics[e.main_metric]:.2f}" for t, e in zip(metrics, evals)))
-        D.barrier()
+        E.barrier(self.dist)
         return metrics
 
 
 def train(cfg: TrainConfig, resume: bool | str | Path = False, stop_after: int | None = None, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict:
+          log: Callable[[str], None] = print, overwrite: bool = False) -> dict:
     """Run ``cfg`` (joining torchrun's process group when there is one) and leave the group afterwards."""
     try:
-        return Trainer(cfg, resume=resume, stop_after=stop_after, progress=progress, log=log).run()
+        return Trainer(cfg, resume=resume, stop_after=stop_after, progress=progress, log=log,
+                       overwrite=overwrite).run()
     finally:
-        D.cleanup()
+        E.shutdown()

@@ -78,7 +78,8 @@ class DetectionTransfer(TaskType):
             log_level="INFO" if ctx.progress else "WARNING")
         ctx.log(f"{self.config.name}: training {p['recipe']} ({p['backbone']} backbone, schedule {sched['name']}: "
                 f"{sched['iters']} iterations at batch {sched['batch_size']})")
-        done = runner.run(cfg, task=self.config.name, result_dir=ctx.work_dir, resume=p["resume"], log=ctx.log)
+        done = runner.run(cfg, task=self.config.name, result_dir=ctx.work_dir, resume=p["resume"],
+                          backbone_sha256=prepared.sha256_before, log=ctx.log)
         keys = self.metric_keys(p)
         metrics = {k: v for k, v in done.metrics.items() if k in keys}
         extra = {k: v for k, v in done.metrics.items() if k not in keys}

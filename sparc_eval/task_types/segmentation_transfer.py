@@ -70,10 +70,15 @@ class SegmentationTransfer(TaskType):
                               f"found {p['scale_range']}")
         recipe = "linear" if linear else "upernet"
         sched = schedules.resolve(schedules.SEGMENTATION, p, recipe, runner.world_size())
+        cuda = torch.cuda.is_available()
+        synced = cuda and runner.launcher() != "none"  # SyncBatchNorm (CUDA only) pools the processes' images
+        if not linear and (sched["batch_size"] if synced else sched["batch_per_gpu"]) < 2:
+            raise ConfigError(f"--param batch_size={sched['batch_size']}: UperNet's BatchNorm needs at least 2 "
+                              f"images per {'step' if synced else 'process'} ({sched['world_size']} process(es)"
+                              f"{'' if synced or sched['world_size'] == 1 else ', no SyncBatchNorm on the CPU'})")
         frozen = p["backbone"] == "frozen"
         prepared = bridge.prepare(model, frozen=frozen, final_norm=linear, grad_checkpointing=p["grad_checkpointing"],
                                   seed=ctx.seed)
-        cuda = torch.cuda.is_available()
         amp = runner.amp_dtype(p["amp"], model.precision, cuda)
         workers = ctx.engine.num_workers if ctx.engine is not None and ctx.engine.num_workers is not None else 2
 
@@ -86,7 +91,8 @@ class SegmentationTransfer(TaskType):
             log_level="INFO" if ctx.progress else "WARNING")
         ctx.log(f"{self.config.name}: training {recipe} head ({p['backbone']} backbone, schedule {sched['name']}: "
                 f"{sched['iters']} iterations at batch {sched['batch_size']})")
-        done = runner.run(cfg, task=self.config.name, result_dir=ctx.work_dir, resume=p["resume"], log=ctx.log)
+        done = runner.run(cfg, task=self.config.name, result_dir=ctx.work_dir, resume=p["resume"],
+                          backbone_sha256=prepared.sha256_before, log=ctx.log)
         details = {
             "recipe": recipe, "protocol": "mmseg IoUMetric counts, dataset-level accumulation",
             "backbone": "frozen" if frozen else "finetune", "layer_decay": None if frozen else p["layer_decay"],

@@ -6,7 +6,8 @@ checkpoint just before it is saved: numpy values become Python numbers or lists,
 dicts, history buffers ``{"__history_buffer__": {...}}`` records; after a checkpoint is loaded (on
 resume) the history buffers are rebuilt. So our detector and segmenter checkpoints load under
 ``weights_only=True`` (mmengine itself calls ``torch.load`` without the argument, which is
-``weights_only=True`` on torch >= 2.6), and resuming works without allowing any extra globals.
+``weights_only=True`` on torch >= 2.6, which ``params.require_stack`` insists on), and resuming works without
+allowing any extra globals.
 """
 from __future__ import annotations
 

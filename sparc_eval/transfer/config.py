@@ -276,6 +276,6 @@ def segmentation_config(*, backbone: dict, tower: dict, mean: Sequence[float], s
         "test_dataloader": _loader(dataset(test, test_pipeline, True, test_indices), 1, workers, False),
         "test_evaluator": {"type": "SparcRecordedIoUMetric", "ignore_index": ignore_index, "iou_metrics": ["mIoU"]},
         "optim_wrapper": _optim(sched, 1.0 if frozen else params["layer_decay"], amp),
-        **({"sync_bn": "torch"} if launcher != "none" else {}),
+        **({"sync_bn": "torch"} if launcher != "none" and cuda else {}),  # SyncBatchNorm is CUDA-only
         **_runtime(sched, scope="mmseg", seed=seed, launcher=launcher, cuda=cuda, log_level=log_level),
     }

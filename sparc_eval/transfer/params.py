@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 
 from ..errors import SparcEvalError
 from ..params import Param
 
+MIN_TORCH = (2, 6)  # from here torch.load defaults to weights_only, which makes mmengine's resume safe
 STACK = {"mmengine": "mmengine", "mmcv._ext": "mmcv 2.1.0 with its compiled ops", "mmdet": "mmdet",
          "mmseg": "mmsegmentation"}
 
@@ -27,8 +29,24 @@ COMMON = {
 }
 
 
+def torch_release(version: str) -> tuple[int, int]:
+    """(major, minor) of a torch version string such as ``2.5.1+cu121`` or ``2.6.0a0``."""
+    m = re.match(r"(\d+)\.(\d+)", str(version))
+    if not m:
+        raise SparcEvalError(f"torch version {version!r}: expected MAJOR.MINOR...")
+    return int(m.group(1)), int(m.group(2))
+
+
 def require_stack() -> None:
-    """A clear error when the OpenMMLab stack of the ``transfer`` extra is missing or incomplete."""
+    """A clear error when the OpenMMLab stack of the ``transfer`` extra is missing or incomplete, or torch is
+    older than 2.6 (mmengine reads checkpoints with a plain ``torch.load``, which only torch >= 2.6 restricts
+    to weights, so an older torch would unpickle whatever a resumed work folder holds)."""
+    import torch
+
+    if torch_release(torch.__version__) < MIN_TORCH:
+        raise SparcEvalError(f"transfer tasks need torch >= {'.'.join(map(str, MIN_TORCH))} (found {torch.__version__}):"
+                             f" mmengine loads checkpoints with torch.load, which is restricted to weights by default "
+                             f"only from that version; upgrade torch")
     missing = []
     for module, what in STACK.items():
         try:

@@ -5,10 +5,12 @@ removed):
 
 - ``<task>.mmengine.py``: the generated config, beside the result. The live-tower key is blanked, so
   the file also runs with mmengine's own tools (the backbone then loads the model from its spec);
-- ``<task>.mmengine/<config sha256[:12]>/``: mmengine's work folder (checkpoints ``iter_N.pth``,
-  ``last_checkpoint``, text logs). One folder per config (log level aside), so a run that was killed
-  resumes from its last checkpoint (mmengine's ``resume``, which also advances the data loader) and a
-  changed config never resumes a stale run. No JSON files are written there (results folders are
+- ``<task>.mmengine/<KEY>/``: mmengine's work folder (checkpoints ``iter_N.pth``,
+  ``last_checkpoint``, text logs). ``KEY``: a hash of the config (log level aside) and of the backbone's
+  weights before training (a model spec such as ``sparc:RUN`` can name other weights later), so a
+  run that was killed resumes from its last checkpoint (mmengine's ``resume``, which also advances the
+  data loader) and a changed config or model never resumes a stale run. ``last_checkpoint`` is followed
+  only to a checkpoint file inside the work folder. No JSON files are written there (results folders are
   scanned for JSON).
 
 Under torchrun (``WORLD_SIZE`` > 1) the Runner uses mmengine's ``pytorch`` launcher: NCCL on CUDA,
@@ -19,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -79,29 +82,54 @@ def _stable(cfg: dict) -> dict:
     return out
 
 
-def run(cfg: dict, *, task: str, result_dir: Path | None, resume: bool, log) -> TransferRun:
-    """Train then test ``cfg`` with mmengine's Runner (see the module docstring for the files)."""
+def work_key(cfg: dict, backbone_sha256: str) -> tuple[str, str]:
+    """(sha256 of the config, the live-tower key and log level aside; the work folder's key: a hash of that
+    and of the backbone's weights)."""
+    sha = sha256_json({k: v for k, v in _stable(cfg).items() if k != "log_level"})
+    return sha, sha256_json({"config": sha, "backbone_sha256": backbone_sha256})
+
+
+_CHECKPOINT_NAME = re.compile(r"^(iter|epoch)_\d+\.pth$")
+
+
+def latest_checkpoint(work: Path) -> Path | None:
+    """The checkpoint mmengine's ``last_checkpoint`` names, if it is a checkpoint file of ``work`` itself
+    (mmengine records an absolute path: a moved results folder is found by the file name)."""
+    marker = work / "last_checkpoint"
+    if not marker.is_file():
+        return None
+    named = Path(marker.read_text(encoding="utf-8").strip())
+    if not _CHECKPOINT_NAME.match(named.name):
+        return None
+    found = work / named.name
+    return found if found.is_file() and not found.is_symlink() else None
+
+
+def run(cfg: dict, *, task: str, result_dir: Path | None, resume: bool, backbone_sha256: str, log) -> TransferRun:
+    """Train then test ``cfg`` with mmengine's Runner (see the module docstring for the files).
+    ``backbone_sha256``: ``weights_sha256`` of the backbone's tower before training."""
     from mmengine.config import Config
     from mmengine.dist import broadcast_object_list, is_distributed, is_main_process
-    from mmengine.runner import Runner, find_latest_checkpoint
+    from mmengine.runner import Runner
 
     from . import registry  # noqa: F401 - registers our components with mmengine
     from .backbone import TransferBackbone, release
 
     stable = _stable(cfg)
-    sha = sha256_json({k: v for k, v in stable.items() if k != "log_level"})
+    sha, key = work_key(cfg, backbone_sha256)
     tmp = None
     if result_dir is None:
         tmp = Path(tempfile.mkdtemp(prefix="sparc-eval-transfer-"))
         base, work = tmp, tmp / "work"
     else:
-        base, work = Path(result_dir), Path(result_dir) / f"{task}.mmengine" / sha[:12]
+        base, work = Path(result_dir), Path(result_dir) / f"{task}.mmengine" / key[:12]
     work.mkdir(parents=True, exist_ok=True)
     config_path = base / f"{task}.mmengine.py"
-    resumed_from = find_latest_checkpoint(str(work)) if resume and (work / "last_checkpoint").is_file() else None
+    resumed_from = latest_checkpoint(work) if resume else None
     if is_main_process():
         Config({**stable, "work_dir": str(work)}).dump(str(config_path))
     run_cfg = {**cfg, "work_dir": str(work), "resume": resumed_from is not None,
+               "load_from": str(resumed_from) if resumed_from else None,
                "experiment_name": f"{task}-{uuid.uuid4().hex[:8]}"}
     if resumed_from:
         log(f"{task}: resuming from {resumed_from}")
@@ -117,7 +145,7 @@ def run(cfg: dict, *, task: str, result_dir: Path | None, resume: bool, log) -> 
         metric.records, metric.per_class, metric.details = extra
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
         backbone = next(m for m in model.modules() if isinstance(m, TransferBackbone))
-        checkpoint = find_latest_checkpoint(str(work))
+        checkpoint = latest_checkpoint(work)
         provenance = {
             "config_file": config_path.name if tmp is None else None,
             "config_sha256": sha,

@@ -4,9 +4,11 @@ Per image it stores mmseg's own ``intersect_and_union`` counts (ignore pixels dr
 intersection, union, predicted area, label area); the dataset metrics are mmseg's
 ``total_area_to_metrics`` on the summed counts (dataset-level accumulation, nan-mean over classes
 with an empty union), reported unrounded in percent (mmseg's own summary rounds to 2 decimals).
-``records`` holds one record per image (``intersect``, ``union``, ``pred_area``, ``label_area``
-lists and their totals), the basis of the result's bootstrap intervals. Counts are summed in float64
-(mmseg sums float32, which is inexact beyond 2**24 pixels per class).
+``records`` holds one record per image (``metrics.segmentation.counts_record``: ``intersect``,
+``union``, ``pred_area``, ``label_area`` lists and their totals), the basis of the result's bootstrap
+intervals (``SEGMENTATION_AGGREGATIONS``). Per-image counts are whole numbers (mmseg's float32
+histograms of one image are exact); the sums are taken in float64 (mmseg sums float32, which is
+inexact beyond 2**24 pixels per class).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from mmseg.evaluation.metrics import IoUMetric
+
+from ..metrics.segmentation import SEGMENTATION_AGGREGATIONS, AreaCounts, counts_record
 
 
 class RecordedIoUMetric(IoUMetric):
@@ -42,9 +46,7 @@ class RecordedIoUMetric(IoUMetric):
         classes = list(self.dataset_meta["classes"])
         self.per_class = {"IoU": {c: _pct(v) for c, v in zip(classes, ret["IoU"], strict=True)},
                           "Acc": {c: _pct(v) for c, v in zip(classes, ret["Acc"], strict=True)}}
-        self.records = [{"id": n, "cluster": n, "intersect": inter[i].tolist(), "union": union[i].tolist(),
-                         "pred_area": pred[i].tolist(), "label_area": label[i].tolist(),
-                         "correct": float(inter[i].sum()), "valid": float(label[i].sum())}
+        self.records = [counts_record(n, AreaCounts(*(a[i].astype(np.int64) for a in (inter, union, pred, label))))
                         for i, n in enumerate(names)]
         return {"mIoU": float(np.nanmean(ret["IoU"]) * 100), "aAcc": float(ret["aAcc"] * 100),
                 "mAcc": float(np.nanmean(ret["Acc"]) * 100)}
@@ -55,8 +57,4 @@ def _pct(v) -> float | None:
     return None if np.isnan(v) else v * 100
 
 
-AGGREGATIONS = {
-    "mIoU": {"kind": "classwise_ratio", "num": "intersect", "den": "union", "scale": 100},
-    "mAcc": {"kind": "classwise_ratio", "num": "intersect", "den": "label_area", "scale": 100},
-    "aAcc": {"kind": "ratio", "num": "correct", "den": "valid", "scale": 100},
-}
+AGGREGATIONS = SEGMENTATION_AGGREGATIONS  # the name task_types/segmentation_transfer.py imports
