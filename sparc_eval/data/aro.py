@@ -135,7 +135,7 @@ class AROReader(Reader):
         "image_dir": Param("str", None, "image folder under root (default: images for VG, root for Order)"),
         "exclude_symmetric": Param("bool", True, "vg_relation: leave ARO's symmetric relations out of the macro"),
         "seed": Param("int", 1, "order subsets: seed of the perturbations (recorded)"),
-        "max_words": Param("int", 30, "order subsets: pre_caption word limit"),
+        "max_words": Param("int", 30, "order subsets: pre_caption word limit", min=1),
     }
     layout = __doc__.split("Layout (``root`` = the dataset folder; ``subset`` picks the benchmark)::")[1] \
         .split("VG items:")[0].rstrip()
@@ -168,7 +168,7 @@ class AROReader(Reader):
             paths.append(image_dir / str(e["image_path"]))
             boxes.append(tuple(float(e[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")))
             items.append(CaptionItem(str(n), n, [str(e["false_caption"]), str(e["true_caption"])], 1,
-                                     category.replace(" ", "_")))
+                                     category.replace(" ", "_"), cluster=str(e["image_path"])))
         check_images_exist(sorted(set(paths)), f"aro {cfg['subset']}")
         excluded = []
         if relation and cfg["exclude_symmetric"]:

@@ -6,6 +6,7 @@ are referenced by index into an ``ImageSet`` (a box, when set, crops the image b
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,13 +17,16 @@ from .base import ImageSet
 @dataclass
 class CaptionItem:
     """``options[correct]`` is the right caption of image ``image``; ``category`` groups items for
-    per-category and macro accuracies."""
+    per-category and macro accuracies; ``cluster`` names the source image for bootstrap resampling
+    when several entries of the ``ImageSet`` come from one file (ARO's per-item box crops; ``None``:
+    the image's id)."""
 
     id: str
     image: int
     options: list[str]
     correct: int
     category: str
+    cluster: str | None = None
 
 
 @dataclass
@@ -44,7 +48,7 @@ class CaptionSelectionSet:
         items = self.items[:n]
         used = list(dict.fromkeys(it.image for it in items))
         remap = {old: new for new, old in enumerate(used)}
-        kept = [CaptionItem(it.id, remap[it.image], it.options, it.correct, it.category) for it in items]
+        kept = [dataclasses.replace(it, image=remap[it.image]) for it in items]
         return CaptionSelectionSet(self.images.subset(used), kept, sha256_json([self.fingerprint, "limit", n]),
                                    self.n_total, self.info, self.excluded_categories)
 

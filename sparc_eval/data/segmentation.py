@@ -7,7 +7,8 @@ they are. ``reduce_zero_label`` is mmsegmentation's: 0 -> 255 (ignored), v -> v 
 
 Class tables (``resources/segmentation/<name>.tsv``: ``id``, dataset ``name``, ``prompt`` name, with
 their provenance in the header comments) keep the name a dataset uses separate from the name put
-into text prompts; a table whose row 0 is ``background`` loses it under ``reduce_zero_label``.
+into text prompts. Readers whose label maps use id 0 for background (VOC, Pascal Context) require a
+table whose row 0 is named ``background``; it is dropped under ``reduce_zero_label``.
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ from PIL import Image
 
 from ..errors import DataError
 from ..fileio import sha256_json
+from ..metrics.segmentation import IGNORE_INDEX
 from ..params import Param
 from .base import ImageSet, Reader, check_images_exist, check_root, fingerprint
 
-IGNORE_INDEX = 255
 RESOURCES = Path(__file__).with_name("resources") / "segmentation"
 LABEL_MODES = ("P", "L", "I", "I;16")
 
@@ -90,6 +91,17 @@ def read_label_map(path: Path, reduce: bool = False) -> np.ndarray:
     if label.ndim != 2:
         raise DataError(f"{path}: label map has shape {label.shape}; expected a single-channel [H, W] map")
     return reduce_zero_label(label) if reduce else label
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header (``DataError`` when unreadable)."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file is missing") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 
 def check_label_map(label: np.ndarray, num_classes: int, path: Path, image_size: tuple[int, int] | None = None,
@@ -172,10 +184,8 @@ class SegmentationReader(Reader):
         data = self.load(cfg)
         for i in list(range(0, len(data.images), max(1, len(data.images) // 20)))[:20]:
             try:
-                with Image.open(data.images.paths[i]) as im:
-                    size = im.size
-                data.read_label(i, size)
-            except (DataError, OSError) as e:
+                data.read_label(i, image_size(data.images.paths[i]))
+            except DataError as e:
                 problems.append(str(e))
         return problems
 
@@ -196,6 +206,10 @@ class SegmentationReader(Reader):
             reduce = bool(cfg["reduce_zero_label"])
         table = load_class_table(cfg.get("class_table") or self.default_table)
         names, prompts = list(table.names), list(table.prompts)
+        if self.table_has_background and names[0].strip().lower() != "background":
+            raise DataError(f"{table.source}: row 0 is {names[0]!r}, but {self.format} label maps use id 0 for "
+                            f"background; expected a table whose first data line is '0<TAB>background<TAB>...' "
+                            f"(class ids 1..C-1 follow)")
         background = 0 if self.table_has_background else None
         if reduce and self.table_has_background:
             names, prompts, background = names[1:], prompts[1:], None

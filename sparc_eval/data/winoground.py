@@ -12,12 +12,19 @@ Layout (``root`` = the downloaded dataset folder), either of::
                                      as {bytes, path} structs (needs pyarrow)
 
 ``examples.jsonl`` may also sit directly in ``root``. Images from ``images.zip`` or parquet bytes
-are written once, unchanged, to ``<cache>/winoground/<digest>/`` (zip members with ``..`` or
-absolute paths are refused). RGBA images are converted to RGB by the image transform.
+are written once, unchanged, to ``<cache>/winoground/<digest>/``. Files are untrusted: item ids and
+image stems must be integers or ``[A-Za-z0-9_-]+`` names, parquet image suffixes one of
+``IMAGE_SUFFIXES``, and every written path must stay inside the cache folder; zip members with ``..`` or
+absolute paths, two members with the same file name, a member above ``MAX_MEMBER_BYTES`` or an
+archive above ``MAX_ARCHIVE_BYTES`` (uncompressed) are refused. Parquet files with identical
+content are read once (a Hugging Face cache holds one copy per snapshot); an item id found in two
+different files is an error (point ``root`` at one snapshot). RGBA images are converted to RGB by
+the image transform.
 """
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
@@ -36,6 +43,25 @@ from .probes import WinogroundItem, WinogroundSet
 
 FIELDS = ("id", "image_0", "image_1", "caption_0", "caption_1")
 TAG_FIELDS = ("tag", "secondary_tag", "num_main_preds", "collapsed_tag")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MAX_MEMBER_BYTES = 64 << 20  # one image of images.zip, uncompressed (Winoground's are < 10 MiB)
+MAX_ARCHIVE_BYTES = 4 << 30  # all of images.zip, uncompressed (Winoground's is about 0.4 GiB)
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _safe_name(value, where: str) -> str:
+    """``value`` as a file-name component: an integer or ``[A-Za-z0-9_-]+`` (``DataError`` otherwise)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and _SAFE_NAME.fullmatch(value):
+        return value
+    raise DataError(f"{where}: {value!r} is not a safe name; expected an integer or letters, digits, '_' and '-'")
+
+
+def _inside(path: Path, folder: Path, where: str) -> Path:
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise DataError(f"{where}: {path} would lie outside {folder}; refusing it")
+    return path
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -56,11 +82,13 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def _extract_zip(archive: Path) -> Path:
-    """The image folder of ``images.zip``, extracted once into the cache (unsafe members refused)."""
+    """The image folder of ``images.zip``, extracted once (flattened) into the cache; unsafe, duplicate
+    or oversized members are refused before anything is written."""
     target = cache_root() / "winoground" / sha256_file(archive)[:16]
     if (target / ".complete").is_file():
         return target
     with zipfile.ZipFile(archive) as zf:
+        members, seen, total = [], {}, 0
         for info in zf.infolist():
             name = PurePosixPath(info.filename)
             if info.is_dir():
@@ -68,7 +96,21 @@ def _extract_zip(archive: Path) -> Path:
             if name.is_absolute() or ".." in name.parts or "\\" in info.filename:
                 raise DataError(f"{archive}: member {info.filename!r} has an absolute or '..' path; refusing to "
                                 f"extract it")
-            atomic_write_bytes(target / name.name, zf.read(info))
+            if name.name in seen:
+                raise DataError(f"{archive}: members {seen[name.name]!r} and {info.filename!r} have the same file "
+                                f"name; refusing to extract them into one folder")
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise DataError(f"{archive}: member {info.filename!r} is {info.file_size} bytes uncompressed; "
+                                f"expected at most {MAX_MEMBER_BYTES} for one image")
+            total += info.file_size
+            if total > MAX_ARCHIVE_BYTES:
+                raise DataError(f"{archive}: members add up to more than {MAX_ARCHIVE_BYTES} bytes uncompressed; "
+                                f"refusing to extract it")
+            seen[name.name] = info.filename
+            members.append(info)
+        for info in members:
+            name = PurePosixPath(info.filename).name
+            atomic_write_bytes(_inside(target / name, target, str(archive)), zf.read(info))
     atomic_write_text(target / ".complete", "")
     return target
 
@@ -81,33 +123,46 @@ def _image_folder(base: Path) -> Path:
     raise DataError(f"winoground: neither {base / 'images'} nor {base / 'images.zip'} exists")
 
 
-def _parquet_rows(files: list[Path]) -> tuple[list[dict], dict[str, Path]]:
-    """Rows of the parquet files and, per image stem, the cached file holding its bytes."""
+def _parquet_rows(files: list[Path]) -> tuple[list[dict], dict[str, Path], list[Path]]:
+    """Rows of the parquet files, per image stem the cached file holding its bytes, and the files
+    read (one of each set of identical files)."""
     try:
         import pyarrow.parquet as pq
     except ModuleNotFoundError:
         raise DataError("winoground: reading the parquet files needs pyarrow (pip install pyarrow)") from None
-    target = cache_root() / "winoground" / sha256_json([sha256_file(f) for f in files])[:16]
-    rows, stems = [], {}
+    digests = {}
+    for f in files:
+        digests.setdefault(sha256_file(f), f)
+    files = list(digests.values())
+    target = cache_root() / "winoground" / sha256_json(list(digests))[:16]
+    rows, stems, source = [], {}, {}
     for f in files:
         table = pq.read_table(f)
         missing = [k for k in FIELDS if k not in table.column_names]
         if missing:
             raise DataError(f"{f}: parquet file lacks column(s) {missing}; found {table.column_names}")
         for row in table.to_pylist():
+            item = _safe_name(row["id"], f"{f}: item id")
+            if item in source:
+                raise DataError(f"{f}: item id {item} is also in {source[item]}; several copies of the dataset "
+                                f"(e.g. Hugging Face snapshots) are under root; point root at one of them")
+            source[item] = f
             for k in (0, 1):
                 cell = row[f"image_{k}"]
                 if not isinstance(cell, dict) or not cell.get("bytes"):
-                    raise DataError(f"{f}: item {row['id']}: image_{k} holds no image bytes")
-                stem = f"ex_{row['id']}_img_{k}"
-                suffix = PurePosixPath(str(cell.get("path") or "x.png")).suffix or ".png"
-                path = target / f"{stem}{suffix}"
+                    raise DataError(f"{f}: item {item}: image_{k} holds no image bytes")
+                stem = f"ex_{item}_img_{k}"
+                suffix = PurePosixPath(str(cell.get("path") or "x.png")).suffix.lower() or ".png"
+                if suffix not in IMAGE_SUFFIXES:
+                    raise DataError(f"{f}: item {item}: image_{k} path {cell.get('path')!r} has suffix {suffix!r}; "
+                                    f"expected one of {list(IMAGE_SUFFIXES)}")
+                path = _inside(target / f"{stem}{suffix}", target, f"{f}: item {item}")
                 if not path.is_file():
                     atomic_write_bytes(path, cell["bytes"])
                 row[f"image_{k}"] = stem
                 stems[stem] = path
             rows.append(row)
-    return rows, stems
+    return rows, stems, files
 
 
 class WinogroundReader(Reader):
@@ -132,15 +187,19 @@ class WinogroundReader(Reader):
                 raise DataError(f"winoground: {root / 'data' / 'examples.jsonl'} is missing")
             rows = _jsonl(jsonl)
             folder = _image_folder(jsonl.parent)
-            images = {r[f"image_{k}"]: folder / f"{r[f'image_{k}']}.png" for r in rows for k in (0, 1)}
+            images = {}
+            for n, r in enumerate(rows):
+                for k in (0, 1):
+                    r[f"image_{k}"] = _safe_name(r[f"image_{k}"], f"{jsonl}: item {n}: image_{k}")
+                    images[r[f"image_{k}"]] = folder / f"{r[f'image_{k}']}.png"
             zipped = folder != jsonl.parent / "images"
             annotation_files = [jsonl, jsonl.parent / "images.zip"] if zipped else [jsonl]
             listed = not zipped
         else:
             if not parquet:
                 raise DataError(f"winoground: no examples.jsonl and no *.parquet file under {root}")
-            rows, images = _parquet_rows(parquet)
-            annotation_files, listed = parquet, False
+            rows, images, annotation_files = _parquet_rows(parquet)
+            listed = False
         if not rows:
             raise DataError(f"winoground: no items in {[str(f) for f in annotation_files]}")
         stems = list(dict.fromkeys(r[f"image_{k}"] for r in rows for k in (0, 1)))

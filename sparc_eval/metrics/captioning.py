@@ -4,7 +4,8 @@ when its Stanford CoreNLP jars are present locally).
 The pipeline is ``pycocoevalcap.eval.COCOEvalCap.evaluate`` without its file plumbing: the PTB
 tokenizer (Stanford CoreNLP 3.4.1, lower-cases, drops punctuation tokens) over references and
 predictions in one JVM call, then the scorers on ``{image: [tokenised references]}`` and
-``{image: [tokenised prediction]}``. BLEU is corpus-level (closest reference length), METEOR the
+``{image: [tokenised prediction]}``. Every caption's whitespace is collapsed to single spaces first
+(see ``ptb_tokenize``), which changes no token. BLEU is corpus-level (closest reference length), METEOR the
 corpus score of METEOR 1.5 (``-l en -norm``), ROUGE-L and CIDEr(-D) the means of per-image scores;
 CIDEr's idf comes from the references of the evaluated images. Every value is x100 (CIDEr as
 commonly reported, e.g. 117.4 for pycocoevalcap's 1.174).
@@ -12,6 +13,9 @@ commonly reported, e.g. 117.4 for pycocoevalcap's 1.174).
 METEOR runs a JVM that loads a paraphrase table (seconds); ``meteor_scorer()`` starts it once per
 process and reuses it (pycocoevalcap's ``Meteor`` serialises calls with a lock), so a run with
 several caption tasks pays the start-up once; the measured start-up time is reported.
+
+All of them run ``java``: a missing ``java`` (or a JVM that cannot start) is a ``ConfigError``
+raised before any scoring.
 
 SPICE: pycocoevalcap's ``Spice()`` downloads Stanford CoreNLP 3.6.0 on first use, which never
 happens here. SPICE is computed only when ``spice_dir`` holds ``stanford-corenlp-3.6.0.jar`` and
@@ -21,6 +25,7 @@ shipped in pycocoevalcap is then run with those jars on its class path.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -29,7 +34,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 COCO_TO_KEY = {"Bleu_1": "BLEU_1", "Bleu_2": "BLEU_2", "Bleu_3": "BLEU_3", "Bleu_4": "BLEU_4", "METEOR": "METEOR",
                "ROUGE_L": "ROUGE_L", "CIDEr": "CIDEr", "SPICE": "SPICE"}
@@ -50,15 +55,50 @@ class CaptionScores:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def require_java() -> str:
+    """The ``java`` executable pycocoevalcap runs (``ConfigError`` when there is none on ``PATH``)."""
+    java = shutil.which("java")
+    if java is None:
+        raise ConfigError("caption metrics need Java: pycocoevalcap runs the PTB tokenizer, METEOR and SPICE "
+                          "on a JVM, and no 'java' is on PATH; install a Java runtime (e.g. apt-get install "
+                          "default-jre-headless) or score without caption metrics")
+    return java
+
+
 def ptb_tokenize(references: Mapping[Hashable, Sequence[str]], predictions: Mapping[Hashable, str]
                  ) -> tuple[dict[Hashable, list[str]], dict[Hashable, list[str]]]:
-    """pycocoevalcap's PTB tokenisation of references and predictions (one JVM call)."""
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    """pycocoevalcap's PTB tokenisation of references and predictions (one JVM call).
 
-    joined: dict = {("ref", k): [{"caption": c} for c in refs] for k, refs in references.items()}
-    joined.update({("pred", k): [{"caption": c}] for k, c in predictions.items()})
-    out = PTBTokenizer().tokenize(joined)
-    return ({k: out[("ref", k)] for k in references}, {k: out[("pred", k)] for k in predictions})
+    The same command and punctuation filter as ``pycocoevalcap.tokenizer.PTBTokenizer``, with two
+    safeguards: each caption is collapsed to single spaces first (the tokenizer also ends a line at
+    ``\\r``, U+2028, U+2029, form feeds..., and output lines are paired with captions by position, so
+    one such character would shift every later caption's tokens), and the number of lines back must
+    equal the number sent. The input file goes to a temporary folder, not into pycocoevalcap's
+    install folder (which may be read-only).
+    """
+    from pycocoevalcap.tokenizer import ptbtokenizer as ptb
+
+    owners = [("ref", k) for k, refs in references.items() for _ in refs] + [("pred", k) for k in predictions]
+    lines = [" ".join(c.split()) for refs in references.values() for c in refs]
+    lines += [" ".join(c.split()) for c in predictions.values()]
+    jar = Path(ptb.__file__).with_name(ptb.STANFORD_CORENLP_3_4_1_JAR)
+    cmd = [require_java(), "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase"]
+    with tempfile.TemporaryDirectory(prefix="sparc-eval-ptb-") as tmp:
+        text = Path(tmp) / "captions.txt"
+        text.write_bytes("\n".join(lines).encode())
+        try:
+            out = subprocess.run([*cmd, str(text)], capture_output=True, check=True).stdout.decode()
+        except (OSError, subprocess.CalledProcessError) as e:
+            detail = e.stderr.decode(errors="replace")[-500:] if isinstance(e, subprocess.CalledProcessError) else e
+            raise ConfigError(f"the PTB tokenizer ({jar}) failed to run: {detail}") from None
+    tokenised = out.split("\n")
+    if len(tokenised) != len(lines):
+        raise DataError(f"the PTB tokenizer returned {len(tokenised)} lines for {len(lines)} captions; a caption "
+                        f"holds a character it reads as a line break")
+    joined: dict = {}
+    for owner, line in zip(owners, tokenised):
+        joined.setdefault(owner, []).append(" ".join(w for w in line.rstrip().split(" ") if w not in ptb.PUNCTUATIONS))
+    return ({k: joined.get(("ref", k), []) for k in references}, {k: joined[("pred", k)] for k in predictions})
 
 
 def meteor_scorer():
@@ -73,10 +113,17 @@ def meteor_scorer():
         m = _METEOR.get("scorer")
         if m is not None and m.meteor_p.poll() is None:
             return m, 0.0
+        require_java()
         t0 = time.perf_counter()
-        m = Meteor()
-        with m.lock:
-            m._stat("a", ["a"])
+        try:
+            m = Meteor()
+            with m.lock:
+                warm = m._stat("a", ["a"])
+        except OSError as e:
+            raise ConfigError(f"METEOR's JVM failed to start: {e}") from None
+        if not warm:
+            error = m.meteor_p.stderr.read().decode(errors="replace")[-500:]
+            raise ConfigError(f"METEOR's JVM exited at start-up (java -jar -Xmx2G meteor-1.5.jar): {error}")
         _METEOR["scorer"] = m
         _METEOR["startup_s"] = time.perf_counter() - t0
         return m, _METEOR["startup_s"]
@@ -113,6 +160,8 @@ def _spice(gts: Mapping, res: Mapping, spice_dir: str | Path) -> tuple[float, di
             subprocess.run(spice_command(spice_dir, in_file, out_file), check=True, capture_output=True, text=True)
         except subprocess.CalledProcessError as e:
             raise ConfigError(f"SPICE failed with the jars in {spice_dir}: {e.stderr[-500:]}") from None
+        except OSError as e:
+            raise ConfigError(f"SPICE could not start java: {e}") from None
         results = json.loads(out_file.read_text())
     per = {keys[r["image_id"]]: float(r["scores"]["All"]["f"]) for r in results}
     return sum(per.values()) / len(per), per

@@ -10,7 +10,10 @@ Two protocols are built from the same per-image counts:
   classes present in its ground truth, background excluded; the dataset value is the mean over images
   that have at least one such class.
 
-All values here are fractions in [0, 1]; tasks scale them to percent.
+All values here are fractions in [0, 1]; tasks scale them to percent. ``counts_record`` and
+``SEGMENTATION_AGGREGATIONS`` are the per-image record and the aggregation specs of the ``standard``
+protocol shared by the zero-shot and the transfer segmentation tasks (``results.aggregate``
+recomputes mIoU / mAcc / aAcc from the records for bootstrap intervals).
 """
 from __future__ import annotations
 
@@ -20,6 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 IGNORE_INDEX = 255
+SEGMENTATION_AGGREGATIONS = {
+    "mIoU": {"kind": "classwise_ratio", "num": "intersect", "den": "union", "scale": 100},
+    "mAcc": {"kind": "classwise_ratio", "num": "intersect", "den": "label_area", "scale": 100},
+    "aAcc": {"kind": "ratio", "num": "correct", "den": "valid", "scale": 100},
+}
 
 
 @dataclass
@@ -39,6 +47,15 @@ class AreaCounts:
 def zero_counts(num_classes: int) -> AreaCounts:
     z = np.zeros(num_classes, dtype=np.int64)
     return AreaCounts(z.copy(), z.copy(), z.copy(), z.copy())
+
+
+def counts_record(image_id: str, counts: AreaCounts) -> dict:
+    """One image's result record: its per-class count lists, ``correct`` (pixels right) and ``valid``
+    (pixels not ignored), clustered by the image for bootstrap intervals."""
+    return {"id": image_id, "cluster": image_id, "intersect": counts.intersect.tolist(),
+            "union": counts.union.tolist(), "pred_area": counts.pred_area.tolist(),
+            "label_area": counts.label_area.tolist(), "correct": int(counts.intersect.sum()),
+            "valid": int(counts.label_area.sum())}
 
 
 def intersect_and_union(pred: np.ndarray, label: np.ndarray, num_classes: int,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..params import Param
+from ..text import pos
 from .base import EvalContext, TaskResult, TaskType
 from .captioning import SCORING_PARAMS, image_references, score_captions, scoring_keys
 
@@ -82,7 +83,7 @@ class CaptionFaithfulness(TaskType):
     dataset_kind = "retrieval"
     description = "K-Precision (K-P, K-Pna) of each image's top-1 retrieved caption against its references"
     params = {**SCORING_PARAMS,
-              "block": Param("int", 1024, "images per block of the chunked top-1 search (memory bound)"),
+              "block": Param("int", 1024, "images per block of the chunked top-1 search (memory bound)", min=1),
               "chance": Param("bool", True, "compute the expected K-P/K-Pna of a uniformly random pool caption")}
 
     @classmethod
@@ -96,15 +97,18 @@ class CaptionFaithfulness(TaskType):
         best, tied = top1_texts(img, txt, block=self.config.params["block"], seed=ctx.seed)
         refs = image_references(data)
         retrieved = [data.captions[int(j)] for j in best]
+        # The pool is tagged once when chance needs all of it; the retrieved captions index into it.
+        pool_tags = pos.analyse_many(data.captions) if self.config.params["chance"] else None
         scored = score_captions(data.images.ids, refs, retrieved, self.config.params, False,
-                                self.config.dataset.get("root"), ctx.log)
+                                self.config.dataset.get("root"), ctx.log,
+                                tagged=None if pool_tags is None else [pool_tags[int(j)] for j in best])
         own = 0
         for i, r in enumerate(scored.records):
             j = int(best[i])
             r.update({"retrieved_caption_id": data.caption_ids[j], "own_caption": int(data.caption_image[j]) == i,
                       "ties": int(tied[i])})
             own += r["own_caption"]
-        chance = self._chance(data.captions, refs) if self.config.params["chance"] else {}
+        chance = self._chance(data.captions, pool_tags, refs) if pool_tags is not None else {}
         details = {**scored.details, "n_images": len(data.images), "pool_captions": len(data.captions),
                    "own_caption_retrieved": own, "images_with_tied_top1": int((tied > 1).sum()),
                    "ties": "seeded random tie-break among exactly equal best scores (--seed)",
@@ -113,14 +117,14 @@ class CaptionFaithfulness(TaskType):
                           aggregations=scored.aggregations, chance=chance, details=details, n_total=data.n_total_images,
                           n_used=len(data.images), dataset_fingerprint=data.fingerprint)
 
-    def _chance(self, pool: list[str], refs: list[list[str]]) -> dict[str, float]:
+    def _chance(self, pool: list[str], pool_tags: list, refs: list[list[str]]) -> dict[str, float]:
+        """Expected K-P / K-Pna of a uniformly drawn pool caption (``pool_tags[j]`` = ``pos.analyse(pool[j])``)."""
         from ..metrics.kprecision import chance_k_precision
-        from ..text import pos
         from ..text.normalize import noun_adj_tokens, tokens
 
         mode = self.config.params["kp_references"]
         ref_tokens = [[tokens(r) for r in rs] for rs in refs]
-        content = [noun_adj_tokens(c, t) for c, t in zip(pool, pos.analyse_many(pool))]
+        content = [noun_adj_tokens(c, t) for c, t in zip(pool, pool_tags)]
         return {"K-P": 100 * float(chance_k_precision([tokens(c) for c in pool], ref_tokens, mode).mean()),
                 "K-Pna": 100 * float(chance_k_precision(content, ref_tokens, mode).mean())}
 

