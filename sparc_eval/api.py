@@ -29,7 +29,8 @@ __all__ = ["Evaluation", "evaluate", "load_model", "load_task", "plan_tasks"]
 @dataclass
 class Evaluation:
     """Outcome of one (model, task): ``status`` is ``computed``, ``skipped`` (an identical result is on
-    disk) or ``unsupported`` (the model lacks an output the task needs; ``result`` holds the reason)."""
+    disk) or ``unsupported`` (the model lacks an output the task needs; ``result`` holds the reason,
+    and ``metrics`` is empty)."""
 
     task: str
     status: str
@@ -38,11 +39,11 @@ class Evaluation:
 
     @property
     def metrics(self) -> dict[str, float]:
-        return self.result["metrics"]
+        return self.result.get("metrics", {})
 
     @property
-    def main_metric(self) -> str:
-        return self.result["main_metric"]
+    def main_metric(self) -> str | None:
+        return self.result.get("main_metric")
 
 
 def load_model(spec: str, pretrained: str | None = None, **kw):
@@ -95,21 +96,62 @@ def _version() -> str:
 
 def _model_fingerprint(spec: str, pretrained: str | None) -> str:
     """Cheap identity of the weights before loading: file hashes where files exist, else the strings."""
+    from .models.checkpoint_io import folder_weights_sha256
+
     parts: list[Any] = [spec, pretrained]
     if pretrained and Path(pretrained).expanduser().is_file():
         parts.append(sha256_file(Path(pretrained).expanduser()))
-    target = Path(spec.split(":", 1)[-1]).expanduser()
-    if spec.split(":", 1)[0] == "sparc" and target.is_dir():
+    prefix, _, rest = spec.partition(":")
+    target = Path(rest).expanduser()
+    if prefix == "sparc" and target.is_dir():
         from .pretrain.checkpoint import resolve_checkpoint
 
         try:  # a run folder: the checkpoint it resolves to now (the latest, or --pretrained STEP)
             target = resolve_checkpoint(target, pretrained)
         except SparcEvalError:
             pass
-    if spec.split(":", 1)[0] in ("hf", "sparc") and target.is_dir():
-        parts.append({p.name: sha256_file(p) for p in sorted(target.iterdir())
-                      if p.suffix in (".safetensors", ".bin") and p.is_file()})
+    if prefix in ("hf", "sparc") and target.is_dir():
+        try:
+            parts.append(folder_weights_sha256(target))
+        except SparcEvalError:
+            pass  # no weights: the loader says so
+    if prefix == "py":
+        parts.append(_py_source_sha256(rest))
     return sha256_json(parts)
+
+
+def _py_source_sha256(target: str) -> str | None:
+    """sha256 of the file of a ``py:`` model's module (``path/to/file.py`` or ``module.path``, found
+    without importing it), so an edited model is not skipped as identical."""
+    module = target.rpartition(":")[0]
+    if module.endswith(".py"):
+        path: Path | None = Path(module).expanduser()
+    else:
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        path = Path(spec.origin) if spec is not None and spec.origin else None
+    return sha256_file(path) if path is not None and path.is_file() else None
+
+
+def _other_model(path: Path, spec: str, weights_sha256: str | None) -> str | None:
+    """Why the result at ``path`` belongs to another model stored under the same name, else None."""
+    if not path.is_file():
+        return None
+    try:
+        old = read_result(path)["model"]
+    except SparcEvalError:
+        return None
+    new = {"spec": spec, "weights_sha256": weights_sha256}
+    differ = [k for k, v in new.items() if v is not None and old.get(k) is not None and old.get(k) != v]
+    if not differ:
+        return None
+    found = ", ".join(f"{k} {str(old.get(k))[:16]!r}, this run {str(new[k])[:16]!r}" for k in differ)
+    return (f"{path}: holds the result of another model under the name {old.get('name')!r} ({found}); "
+            f"pass --model-name NAME to keep both, or --overwrite to replace it")
 
 
 def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite: str | None = None,
@@ -120,24 +162,33 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
              limit: int | None = None, seed: int = 0, use_cache: bool = True, cache_dir: str | Path | None = None,
              overwrite: bool = False, preprocessing: Mapping[str, Any] | None = None, dense: str = "direct",
              shard: tuple[int, int] | None = None, predictions: str | Path | None = None, progress: bool = True,
-             cache_dtype: str = "fp32", log: Callable[[str], None] = print) -> list[Evaluation]:
-    """Evaluate ``model`` on ``tasks`` (names, YAML paths or ``TaskConfig``s) and/or a ``suite``."""
-    from .engine import EmbeddingCache, Engine, distributed
-    from .models.base import ModelAdapter, ModelIdentity, check_precision, resolve_device
+             cache_dtype: str = "fp32", distributed: bool = True,
+             log: Callable[[str], None] = print) -> list[Evaluation]:
+    """Evaluate ``model`` on ``tasks`` (names, YAML paths or ``TaskConfig``s) and/or a ``suite``.
+
+    Under torchrun (``distributed=True``) extraction is shared by the ranks and rank 0 writes;
+    ``distributed=False`` ignores any process group (e.g. evaluation from one rank of a training
+    job: no collectives are started). With several tasks, a task the model cannot serve (a ConvNet
+    on a dense task) is recorded as ``unsupported`` and the others run; a single task raises.
+    A result of another model (other spec or weights) under the same name is never replaced
+    silently: pass ``model_name`` or ``overwrite``.
+    """
+    from .engine import EmbeddingCache, Engine
+    from .engine import distributed as dist
+    from .models.base import ModelAdapter, ModelIdentity, UnsupportedCapability, check_precision, resolve_device
     from .task_types import EvalContext, get_task_type
 
-    dist_info = distributed.init_from_env(device)
+    dist_info = dist.init_from_env(device) if distributed else None
     write_files = write
     if dist_info is not None:
-        device = distributed.rank_device(dist_info, device)
-        if not dist_info.main:  # rank 0 alone logs, shows progress and writes cache and results
+        device = dist.rank_device(dist_info, device)
+        if not dist_info.main:  # rank 0 alone logs, shows progress and writes results
             log, progress, write_files = (lambda m: None), False, False
 
     if isinstance(tasks, str):
         tasks = [tasks]
     if limit is not None and limit < 1:
         raise SparcEvalError(f"--limit {limit}: expected a positive number of samples")
-    configs: list[TaskConfig] = []
     names = [t for t in tasks if not isinstance(t, TaskConfig)]
     if names or suite:
         names = plan_tasks(names, suite, include, shard)
@@ -145,8 +196,10 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
         load_task(n, include=include, data_root=data_root, overrides=params) for n in names]
     check_precision(precision)
     dev = resolve_device(device)
+    pre_overrides = {k: v for k, v in (preprocessing or {}).items() if v is not None}
 
     adapter: ModelAdapter | None = None
+    cacheable = use_cache
     spec_for_key: str
     if isinstance(model, ModelAdapter):
         adapter = model
@@ -169,6 +222,7 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
         spec_for_key = f"module:{type(model).__qualname__}"
         name = model_name or type(model).__name__.lower()
         model_fp = sha256_json({"module": spec_for_key, "id": id(model), "time": time.time()})
+        cacheable = False  # a one-off identity: cache entries could never be read again
         adapter = wrap_module(model, transform, tokenizer, identity=ModelIdentity(spec_for_key, None, name, model_fp),
                               device=dev, precision=precision)
 
@@ -179,31 +233,37 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
                 raise SparcEvalError("this task needs a model: pass --model")
             log(f"loading model {model}" + (f" ({pretrained})" if pretrained else ""))
             adapter = load_model(model, pretrained, device=dev, precision=precision, model_name=name, seed=seed,
-                                 preprocessing=dict(preprocessing or {}), dense=dense)
+                                 preprocessing=dict(pre_overrides), dense=dense)
         return adapter
 
-    cache = EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir else None) if use_cache else None
+    cache = EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir else None) if cacheable else None
     engine: Engine | None = None
     out: list[Evaluation] = []
     git = _git_revision()
     for cfg in configs:
         task = get_task_type(cfg.type).from_config(cfg)
         run_key = sha256_json({"task": cfg.config_sha256, "model": model_fp, "spec": spec_for_key, "name": name,
-                               "preprocessing": dict(preprocessing or {}), "precision": precision, "seed": seed,
-                               "limit": limit, "dense": dense,
+                               "preprocessing": pre_overrides, "precision": precision, "seed": seed,
+                               "limit": limit, "dense": dense, "cache_dtype": cache_dtype,
                                "predictions": sha256_file(predictions) if predictions else None})
         path = result_path(output, name, cfg.name)
         old = _identical_result(path, run_key, task, limit) if write and not overwrite else None
         if dist_info is not None:
-            old = distributed.broadcast(old, dist_info)
+            old = dist.broadcast(old, dist_info)
         if old is not None:
             log(f"{cfg.name}: identical result exists at {path}; skipped (use --overwrite to recompute)")
             out.append(Evaluation(cfg.name, "skipped", old, path))
             continue
         started = _dt.datetime.now(_dt.timezone.utc)
         t0 = time.perf_counter()
+        m = get_adapter() if task.needs_model else adapter
+        clash = (_other_model(path, spec_for_key, m.identity.weights_sha256 if m is not None else None)
+                 if write_files and not overwrite else None)
+        if dist_info is not None:
+            clash = dist.broadcast(clash, dist_info)
+        if clash:
+            raise SparcEvalError(clash)
         if task.needs_model:
-            m = get_adapter()
             missing = [c for c in task.requires if not m.supports(c)]
             if missing:
                 why = f"needs model outputs {missing}, which {m.identity.name!r} does not provide"
@@ -214,14 +274,19 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
                 continue
             if engine is None:
                 engine = Engine(m, cache=cache, batch_size=batch_size, num_workers=num_workers, progress=progress,
-                                cache_dtype=cache_dtype)
-        else:
-            m = adapter
+                                cache_dtype=cache_dtype, dist=dist_info)
         ctx = EvalContext(engine=engine, seed=seed, limit=limit, progress=progress, log=log,
-                          work_dir=path.parent if write else None,
+                          work_dir=path.parent if write_files else None,
                           predictions=Path(predictions) if predictions else None)
         stats_before = engine.stats.as_dict() if engine else {}
-        res = task.evaluate(m, ctx)
+        try:
+            res = task.evaluate(m, ctx)
+        except UnsupportedCapability as e:
+            if len(configs) == 1:
+                raise
+            log(f"{cfg.name}: not run: {e}")
+            out.append(Evaluation(cfg.name, "unsupported", {"reason": str(e)}))
+            continue
         wall = time.perf_counter() - t0
         result = _result_dict(cfg, res, m, name, spec_for_key, seed, limit, run_key, started, wall, precision,
                               batch_size, dev, git, engine, stats_before)

@@ -2,7 +2,9 @@
 
 Atomic writes go to a temp file in the target's folder and are renamed over the target, so a
 killed process never leaves a half-written file and concurrent writers of the same content are
-safe (the last rename wins, each rename is whole).
+safe (the last rename wins, each rename is whole). Written files get the usual permissions
+(``0o666`` less the umask), not the private ``0o600`` of temp files, so shared caches and result
+folders stay readable by others.
 """
 from __future__ import annotations
 
@@ -24,6 +26,18 @@ def cache_root() -> Path:
     return Path(base) / "sparc-eval"
 
 
+def umask() -> int:
+    """The process umask (read without changing it for longer than the call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """Permissions of a new file (``0o666 & ~umask``) or folder (``0o777 & ~umask``)."""
+    return (0o777 if directory else 0o666) & ~umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it is renamed to ``path``, on error removed."""
@@ -33,6 +47,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -66,10 +81,11 @@ def sha256_json(obj) -> str:
 
 def sha256_file(path: Path | str, memo: bool = True) -> str:
     """sha256 of a file's bytes. With ``memo``, the digest is remembered in the cache folder keyed by
-    (absolute path, size, mtime), so multi-GB checkpoints are hashed once."""
+    (absolute path, inode, size, mtime, ctime), so multi-GB checkpoints are hashed once; a file
+    replaced by another (new inode) or rewritten with its mtime restored (new ctime) is hashed again."""
     path = Path(path)
     st = path.stat()
-    key = sha256_json([str(path.resolve()), st.st_size, st.st_mtime_ns])
+    key = sha256_json([str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
     memo_file = cache_root() / "file-hashes" / key
     if memo and memo_file.exists():
         return memo_file.read_text().strip()

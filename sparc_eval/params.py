@@ -21,7 +21,9 @@ TYPES = ("int", "float", "str", "bool", "path", "list[int]", "list[str]", "list[
 @dataclass(frozen=True)
 class Param:
     """A typed parameter. ``min``/``max`` bound numbers (each item of a list); ``nonempty`` refuses an
-    empty list or string."""
+    empty list or string. ``affects_numbers=False`` marks a setting that changes only speed or memory
+    (a block size, streaming): it is left out of the task's ``config_sha256``, so changing it neither
+    makes results stale nor forces a recompute."""
 
     type: str
     default: Any = REQUIRED
@@ -30,6 +32,7 @@ class Param:
     min: float | None = None
     max: float | None = None
     nonempty: bool = False
+    affects_numbers: bool = True
 
     def coerce(self, value: Any, where: str) -> Any:
         if value is None and self.default is None:

@@ -16,6 +16,10 @@ world, generated on first use), ``${shapes_train}`` (its larger pretraining set)
 (the YAML's folder). ``--param key=value``
 overrides ``params.*`` or ``dataset.*`` keys (``params.key`` / ``dataset.key`` to be explicit).
 A suite YAML lists tasks and the groups used for aggregation.
+
+A task's ``config_sha256`` hashes its definition as written, before ``${...}`` substitution and
+without ``dataset.root`` or speed-only params, so it does not depend on where the data lives
+(the dataset fingerprint identifies the data).
 """
 from __future__ import annotations
 
@@ -98,14 +102,16 @@ class TaskConfig:
     groups: list[str] = field(default_factory=list)
     description: str = ""
     source: Path | None = None
+    hash_basis: dict | None = field(default=None, repr=False)
 
     @property
     def config_sha256(self) -> str:
-        """Hash of everything that changes numbers; the dataset root is left out (the dataset
-        fingerprint identifies the data wherever it lives)."""
-        ds = {k: v for k, v in self.dataset.items() if k != "root"}
-        return sha256_json({"type": self.type, "version": self.version, "dataset": ds, "params": self.params,
-                            "main_metric": self.main_metric})
+        """Hash of everything that changes numbers: ``hash_basis`` (the unsubstituted dataset and
+        params without ``root`` and speed-only params, set by ``load_task``), else the resolved
+        ``dataset`` (without ``root``) and ``params``."""
+        basis = self.hash_basis if self.hash_basis is not None else {
+            "dataset": {k: v for k, v in self.dataset.items() if k != "root"}, "params": self.params}
+        return sha256_json({"type": self.type, "version": self.version, **basis, "main_metric": self.main_metric})
 
     def as_dict(self) -> dict:
         return {"name": self.name, "type": self.type, "version": self.version, "dataset": self.dataset,
@@ -123,7 +129,8 @@ def substitute(value: Any, variables: Mapping[str, Any], where: str) -> Any:
             got = variables[var]
             got = got() if callable(got) else got
             if got is None:
-                raise ConfigError(f"{where}: needs a data root: pass --data-root DIR or set SPARC_EVAL_DATA")
+                raise ConfigError(f"{where}: needs a data root: set SPARC_EVAL_DATA=DIR (every command, "
+                                  f"pretrain included) or pass --data-root DIR (run, data verify)")
             return str(got)
         return _VAR.sub(repl, value)
     if isinstance(value, list):
@@ -182,9 +189,18 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
     groups = raw.get("groups") or []
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise ConfigError(f"{path}: groups must be a list of names, found {groups!r}")
+    if not isinstance(raw.get("params") or {}, dict):
+        raise ConfigError(f"{path}: params must be a mapping of parameter names to values, "
+                          f"found {type(raw['params']).__name__}")
 
     cls = get_task_type(str(raw["type"]))
     reader = get_reader(str(raw["dataset"]["format"]))
+    if cls.dataset_kind not in reader.kind.split("|"):
+        from .data.base import formats
+
+        fitting = sorted(f for f, r in formats().items() if cls.dataset_kind in r.kind.split("|"))
+        raise ConfigError(f"{path}: task type {cls.name!r} needs a {cls.dataset_kind} dataset, but format "
+                          f"{reader.format!r} reads {reader.kind} data; formats that fit: {', '.join(fitting)}")
     dataset = dict(raw["dataset"])
     params = dict(raw.get("params") or {})
     items = overrides.items() if isinstance(overrides, Mapping) else (parse_assignment(o) for o in overrides)
@@ -208,8 +224,11 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
                  "task_dir": path.parent}
     schema = {**_DATASET_COMMON, **reader.params}
     dataset = validate(dataset, schema, f"{path}: dataset")
+    params = validate(params, cls.params, f"{path}: params")
+    hash_basis = {"dataset": {k: v for k, v in dataset.items() if k != "root" and schema[k].affects_numbers},
+                  "params": {k: v for k, v in params.items() if cls.params[k].affects_numbers}}
     dataset = substitute(dataset, variables, f"{path}: dataset")
-    params = substitute(validate(params, cls.params, f"{path}: params"), variables, f"{path}: params")
+    params = substitute(params, variables, f"{path}: params")
     keys = cls.metric_keys(params)
     check_keys(keys, f"{path}: metrics of task type {cls.name!r}")
     if raw["main_metric"] not in keys:
@@ -217,7 +236,7 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
                           f"expected one of {keys}")
     return TaskConfig(name=raw["name"], type=cls.name, version=raw["version"], dataset=dataset, params=params,
                       main_metric=raw["main_metric"], groups=groups, description=str(raw.get("description", "")),
-                      source=path)
+                      source=path, hash_basis=hash_basis)
 
 
 def peek_task(name: str, include: Sequence[Path | str] = ()) -> dict:

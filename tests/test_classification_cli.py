@@ -155,6 +155,7 @@ def test_imagefolder_task_with_user_classnames_and_bad_inputs(runner, cli, shape
     bad_template = tmp_path / "t.txt"
     bad_template.write_text("a photo of something\n")
     assert "has no class-name placeholder" in fails("--task", "shapes-zeroshot", "--param", f"templates={bad_template}")
+    assert "block: 0 is too small; expected a value >= 1" in fails("--task", "shapes-zeroshot", "--param", "block=0")
 
 
 def test_suite_and_data_verify(runner, cli, tmp_path):

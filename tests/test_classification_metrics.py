@@ -87,6 +87,9 @@ def test_agreement_with_brute_force_and_sklearn_on_fixed_embeddings():
     assert np.array_equal(counts.pred, order[:, 0])
     full = score_counts(img @ cls.T, labels)
     assert np.array_equal(full.above, counts.above) and np.array_equal(full.tied, counts.tied)
+    # scored on the model's device (GPU float32 may order near-equal scores differently), counts back on the CPU
+    on_device = embedding_counts(img, cls, labels, block=100, device="cuda" if torch.cuda.is_available() else "cpu")
+    assert isinstance(on_device.above, np.ndarray) and (on_device.pred == counts.pred).mean() >= 0.99
 
 
 def test_group_mean_aggregation_is_mean_per_class_recall():

@@ -361,3 +361,69 @@ def test_wds_refuses_unsafe_members(tmp_path, member):
     with pytest.raises(DataError, match="refusing the shard"):
         _load("wds", root=str(root))
     assert not (tmp_path / "escape.cls").exists()
+
+
+def test_csv_with_an_excel_bom_a_label_header_and_bad_encodings(tmp_path):
+    for i in range(2):
+        _img(tmp_path / "images" / f"{i}.png")
+    # Excel's "CSV UTF-8": a byte-order mark before a header whose first cell is not a known path name
+    (tmp_path / "test.csv").write_bytes("image_path,label\nimages/0.png,chat\nimages/1.png,chien\n".encode("utf-8-sig"))
+    data = _load("csv_classification", root=str(tmp_path))
+    assert data.classnames == ["chat", "chien"] and data.labels.tolist() == [0, 1]
+    (tmp_path / "class.csv").write_text("img,class\nimages/0.png,a\n")
+    assert _load("csv_classification", root=str(tmp_path), file="class.csv").classnames == ["a"]
+    (tmp_path / "latin1.csv").write_bytes("images/0.png,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.csv: not UTF-8 text .*save the CSV as UTF-8"):
+        _load("csv_classification", root=str(tmp_path), file="latin1.csv")
+    (tmp_path / "huge.csv").write_text("images/0.png,a\nimages/1.png,\"" + "x" * 200_000 + "\"\n")
+    with pytest.raises(DataError, match=r"huge.csv:2: not a readable CSV row \(field larger than field limit"):
+        _load("csv_classification", root=str(tmp_path), file="huge.csv")
+
+
+def test_imagenet_kaggle_csv_with_a_bom_and_bad_bytes(tmp_path):
+    flat = tmp_path / "ILSVRC" / "Data" / "CLS-LOC" / "val"
+    _img(flat / "ILSVRC2012_val_00000001.JPEG", fmt="JPEG")
+    csv_path = tmp_path / "LOC_val_solution.csv"
+    csv_path.write_bytes("ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 2 3 4\n".encode("utf-8-sig"))
+    assert _load("imagenet", root=str(tmp_path)).labels.tolist() == [0]
+    csv_path.write_bytes(b"ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 \xff\n")
+    with pytest.raises(DataError, match="LOC_val_solution.csv: not UTF-8 text"):
+        _load("imagenet", root=str(tmp_path))
+
+
+def test_cifar_checks_the_meta_file_and_the_labels_where_they_are_read(tmp_path):
+    _cifar(tmp_path / "c10", "cifar10")
+    folder = tmp_path / "c10" / "cifar-10-batches-py"
+    batch = pickle.loads((folder / "test_batch").read_bytes(), encoding="bytes")
+    _write_py2(folder / "test_batch", {"data": batch[b"data"], "labels": [0, 1, 10, 2]})
+    with pytest.raises(DataError, match=r"test_batch: label 10 of image 2 is outside \[0, 10\)"):
+        _load("cifar", root=str(tmp_path / "c10"), split="test")
+    _write_py2(folder / "batches.meta", {"label_names": ["a", "b"]})
+    with pytest.raises(DataError, match=r"batches.meta: 'label_names' lists 2 classes; expected 10 for cifar10"):
+        _load("cifar", root=str(tmp_path / "c10"), split="test")
+
+
+def _wds_one_shard(root: Path, label: bytes, nshards: bytes = b"1\n") -> None:
+    (root / "test").mkdir(parents=True)
+    (root / "test" / "nshards.txt").write_bytes(nshards)
+    (root / "classnames.txt").write_text("a\nb\n")
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="PNG")
+    with tarfile.open(root / "test" / "0.tar", "w") as tar:
+        for name, data in (("s0.png", buf.getvalue()), ("s0.cls", b"0"), ("s1.png", buf.getvalue()), ("s1.cls", label)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_wds_names_the_offending_label_and_unreadable_count_files(tmp_path):
+    _wds_one_shard(tmp_path / "neg", b"-3")
+    with pytest.raises(DataError, match=r"sample 's1' of shard 0.tar has class index -3, outside \[0, 2\)"):
+        _load("wds", root=str(tmp_path / "neg"))
+    _wds_one_shard(tmp_path / "enc", b"1", nshards=b"\xff\xfe1")
+    with pytest.raises(DataError, match=r"nshards.txt: cannot read the number of shards \(not UTF-8"):
+        _load("wds", root=str(tmp_path / "enc"))
+    _wds_one_shard(tmp_path / "kind", b"1")
+    (tmp_path / "kind" / "dataset_type.txt").write_bytes(b"\x80retrieval")
+    with pytest.raises(DataError, match=r"dataset_type.txt: cannot read the dataset type"):
+        _load("wds", root=str(tmp_path / "kind"))

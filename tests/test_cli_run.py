@@ -217,3 +217,137 @@ def test_listings(runner, cli):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "sparc_eval", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "run" in out.stdout and "data" in out.stdout
+
+
+RN_TINY = "open_clip:RN-Tiny-test"
+NO_PATCHES_AT_RUNTIME = '''
+from sparc_eval.models import load_model
+from sparc_eval.models.base import UnsupportedCapability
+from sparc_eval.models.open_clip_adapter import OpenClipAdapter
+
+
+class NoPatchesAtRuntime(OpenClipAdapter):
+    def _encode_image_patches(self, images):
+        raise UnsupportedCapability("this checkpoint's patch tokens are not in the joint space")
+
+
+def build(seed=0):
+    m = load_model("open_clip:ViT-Tiny-8-64", seed=seed)
+    return NoPatchesAtRuntime(m.model, m.tokenizer, identity=m.identity, image_transform=m.image_transform,
+                              preprocessing=m.preprocessing)
+'''
+
+
+@pytest.fixture(scope="module")
+def rn_tiny(tmp_path_factory):
+    """A tiny random-init open_clip ModifiedResNet (a ConvNet: no patch tokens) registered as RN-Tiny-test."""
+    import open_clip
+
+    cfg = tmp_path_factory.mktemp("rn") / "RN-Tiny-test.json"
+    cfg.write_text(json.dumps({"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16,
+                                                               "patch_size": None},
+                               "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
+                                            "layers": 1}}))
+    open_clip.add_model_config(cfg)
+    return RN_TINY
+
+
+def _tasks_on(world: Path, folder: Path, names) -> Path:
+    """Copies of shipped task YAMLs whose ``${shapes}`` is ``world`` (for --include-path)."""
+    folder.mkdir()
+    for name in names:
+        text = (Path(__file__).resolve().parent.parent / "tasks" / f"{name}.yaml").read_text()
+        (folder / f"{name}.yaml").write_text(text.replace("${shapes}", str(world)))
+    return folder
+
+
+def test_dense_task_the_model_cannot_serve_is_unsupported_in_a_suite(runner, cli, rn_tiny, small_world, tmp_path):
+    """A ConvNet (told by ``supports``) or a model that finds out mid-task (UnsupportedCapability) does not
+    stop a multi-task run: the task is recorded as unsupported with the reason; alone, it is an error."""
+    from sparc_eval.api import evaluate
+    from sparc_eval.models import load_model
+
+    rn = load_model(rn_tiny)
+    assert not rn.supports("image_patches") and not rn.supports("image_features") and rn.supports("text_tokens")
+    vit = load_model(TINY_OPEN_CLIP)
+    assert all(vit.supports(c) for c in ("image_patches", "image_features", "text_tokens"))
+
+    inc = _tasks_on(small_world, tmp_path / "tasks", ("shapes-retrieval", "shapes-zeroshot-seg"))
+    two = ["--task", "shapes-retrieval", "--task", "shapes-zeroshot-seg", "--include-path", inc]
+    r = run(runner, cli, *two, "--model", rn_tiny, "-o", tmp_path / "out", "--no-cache")
+    assert r.exit_code == 0, r.output
+    assert "unsupported" in r.output and "image_patches" in r.output
+    assert (tmp_path / "out" / "open_clip-rn-tiny-test" / "shapes-retrieval.json").is_file()
+    assert not (tmp_path / "out" / "open_clip-rn-tiny-test" / "shapes-zeroshot-seg.json").exists()
+    _err(runner.invoke(cli, ["run", "--task", "shapes-zeroshot-seg", "--include-path", str(inc), "--model", rn_tiny]),
+         "needs model outputs ['image_patches']")
+
+    src = tmp_path / "partial.py"
+    src.write_text(NO_PATCHES_AT_RUNTIME)
+    evals = evaluate(f"py:{src}:build", ["shapes-retrieval", "shapes-zeroshot-seg"], include=[inc], write=False,
+                     use_cache=False, progress=False, log=lambda m: None)
+    assert [e.status for e in evals] == ["computed", "unsupported"]
+    assert "not in the joint space" in evals[1].result["reason"]
+    assert evals[1].metrics == {} and evals[1].main_metric is None
+    r = runner.invoke(cli, ["run", "--task", "shapes-zeroshot-seg", "--include-path", str(inc), "--model",
+                            f"py:{src}:build", "--no-cache"])
+    _err(r, "not in the joint space")
+
+
+def test_results_of_another_model_are_not_replaced_under_the_same_name(runner, cli, small_world, tmp_path):
+    """open_clip's log layout (RUN/checkpoints/epoch_1.pt) gives the two runs different default names;
+    forcing one name onto both is refused unless --overwrite."""
+    from sparc_eval.models import load_model
+
+    files = []
+    for i, run_name in enumerate(("runA", "runB")):
+        f = tmp_path / "logs" / run_name / "checkpoints" / "epoch_1.pt"
+        f.parent.mkdir(parents=True)
+        torch.save(load_model(TINY_OPEN_CLIP, seed=i + 1).model.state_dict(), f)
+        files.append(f)
+    base = ["--task", "shapes-retrieval", "--model", TINY_OPEN_CLIP, "--param", f"root={small_world}",
+            "-o", tmp_path / "res", "--no-cache"]
+    for f in files:
+        assert run(runner, cli, *base, "--pretrained", f).exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["open_clip-vit-tiny-8-64-runa-epoch_1",
+                                                                    "open_clip-vit-tiny-8-64-runb-epoch_1"]
+    clash = ["--pretrained", files[1], "--model-name", "open_clip-vit-tiny-8-64-runa-epoch_1"]
+    _err(runner.invoke(cli, ["run", *map(str, base + clash)]), "holds the result of another model",
+         "weights_sha256", "--model-name")
+    _err(runner.invoke(cli, ["run", *map(str, base), "--model", ORACLE, "--pretrained", str(small_world),
+                             "--model-name", "open_clip-vit-tiny-8-64-runa-epoch_1"]), "spec")
+    assert run(runner, cli, *base, *clash, "--overwrite").exit_code == 0
+    res, _ = read(tmp_path / "res", "open_clip-vit-tiny-8-64-runa-epoch_1")
+    assert res["model"]["pretrained"] == str(files[1])
+
+
+def test_cli_and_api_runs_share_the_skip_key(runner, cli, small_world, tmp_path):
+    """The CLI's unset preprocessing options are the API's empty preprocessing: a rerun from Python skips."""
+    from sparc_eval.api import evaluate
+
+    args = ["--task", "shapes-retrieval", "--model", ORACLE, "--pretrained", small_world, "--param",
+            f"root={small_world}", "-o", tmp_path, "--model-name", "oracle"]
+    assert run(runner, cli, *args).exit_code == 0
+    again = evaluate(ORACLE, ["shapes-retrieval"], pretrained=str(small_world), params=[f"root={small_world}"],
+                     output=tmp_path, model_name="oracle", progress=False, log=lambda m: None)
+    assert again[0].status == "skipped"
+    fp16 = evaluate(ORACLE, ["shapes-retrieval"], pretrained=str(small_world), params=[f"root={small_world}"],
+                    output=tmp_path, model_name="oracle", progress=False, log=lambda m: None, cache_dtype="fp16")
+    assert fp16[0].status == "computed"  # stored precision changes numbers: not the same run
+    speed = evaluate(ORACLE, ["shapes-retrieval"], pretrained=str(small_world),
+                     params=[f"root={small_world}", "block=3"], output=tmp_path, model_name="oracle",
+                     progress=False, log=lambda m: None, cache_dtype="fp16")
+    assert speed[0].status == "skipped"  # block size changes speed only
+
+
+def test_bad_device_and_resolution_options(runner, cli, rn_tiny, small_world, hf_clip_dir, tmp_path):
+    base = ["--task", "shapes-retrieval", "--param", f"root={small_world}", "-o", str(tmp_path)]
+    _err(runner.invoke(cli, ["run", *base, "--model", TINY_OPEN_CLIP, "--device", "gpu"]),
+         "--device 'gpu': not a device")
+    _err(runner.invoke(cli, ["run", *base, "--model", rn_tiny, "--resolution", "96"]),
+         "--resolution 96 needs a ViT", "ModifiedResNet")
+    r = run(runner, cli, *base, "--model", f"hf:{hf_clip_dir}", "--resolution", "96", "--model-name", "hf96",
+            "--no-cache")
+    assert r.exit_code == 0, r.output
+    res, _ = read(tmp_path, "hf96")
+    assert res["preprocessing"]["resolution"] == 96 and "interpolated" in res["preprocessing"]["resized"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,15 @@ import torch
 from conftest import TINY_OPEN_CLIP
 from sklearn.linear_model import LogisticRegression
 
-from sparc_eval.metrics.linear_probe import GRID, ProbeProblem, fewshot_indices, stratified_split, sweep, top1
+from sparc_eval.metrics.linear_probe import (
+    GRID,
+    SWEEP_TOL,
+    ProbeProblem,
+    fewshot_indices,
+    stratified_split,
+    sweep,
+    top1,
+)
 from sparc_eval.results.aggregate import ClusterSums
 from sparc_eval.results.store import read_samples
 
@@ -127,3 +136,54 @@ def test_cli_probe_on_pre_projection_features(runner, cli, shapes_root, tmp_path
                               "--pretrained", str(shapes_root), "-o", str(tmp_path), "--param",
                               "features=pre_projection"])
     assert res.exit_code == 2 and "features=pre_projection needs pre-projection image features" in res.output
+
+
+def test_converged_means_the_final_gradient_is_within_the_tolerance():
+    x, y = _clusters(60, 3, 8, 2.0, seed=4)
+    problem = ProbeProblem(x, y, 3)
+
+    def max_grad(probe):  # the gradient at the returned probe, in the problem's scaled space
+        w = probe.weight.to(problem.z) / problem.scale
+        b = probe.bias.to(problem.z) + probe.weight.to(problem.z) @ problem.mean
+        _, gw, gb = problem.loss_and_grad(w, b, probe.lam * problem.scale ** 2)
+        return max(float(gw.abs().max()), float(gb.abs().max()))
+
+    ok = problem.fit(1e-2)
+    assert ok.converged and ok.n_iter < problem.max_iter
+    # a tolerance float32 cannot reach: L-BFGS stops on a stalled objective before max_iter, not converged
+    stalled = problem.fit(1e-2, tol=1e-12)
+    assert stalled.n_iter < problem.max_iter and not stalled.converged and max_grad(stalled) > 1e-12
+    # L-BFGS's evaluation budget (1.25 x max_iter) ends this fit after 1 of 2 iterations: n_iter < max_iter,
+    # yet not converged
+    capped = ProbeProblem(x, y, 3, max_iter=2).fit(1e-4)
+    assert capped.n_iter == 1 and not capped.converged and max_grad(capped) > SWEEP_TOL
+
+
+def test_splits_group_each_class_once_and_refuse_k_below_1():
+    y = np.random.default_rng(0).integers(0, 50, 5000)
+    tr, va = stratified_split(y, 0.2, seed=3)
+    for c in range(50):  # the per-class rule, class by class
+        n_c = int((y == c).sum())
+        assert int((y[va] == c).sum()) == min(max(round(n_c * 0.2), 1), n_c - 1)
+    assert np.array_equal(np.sort(np.concatenate([tr, va])), np.arange(5000))
+    idx = fewshot_indices(y, 4, seed=1)
+    assert np.bincount(y[idx], minlength=50).tolist() == [4] * 50 and np.array_equal(idx, np.sort(idx))
+    with pytest.raises(ValueError, match="k=0: expected at least 1"):
+        fewshot_indices(y, 0, seed=0)
+
+
+@pytest.mark.parametrize("param,match", [
+    ("fewshot_seeds=0", r"fewshot_seeds: 0 is too small; expected a value >= 1"),
+    ("fewshot_k=[0]", r"fewshot_k: 0 is too small; expected a value >= 1"),
+    ("fewshot_k=[-1]", r"fewshot_k: -1 is too small"),
+    ("fewshot_k=[2,2]", r"fewshot_k: \[2\] listed more than once"),
+    ("max_iter=0", r"max_iter: 0 is too small"),
+    ("val_proportion=0", r"val_proportion: 0.0 leaves no training or no validation images"),
+    ("val_proportion=1", r"val_proportion: 1.0 leaves no training or no validation images"),
+    ("val_proportion=1.5", r"val_proportion: 1.5 is too large; expected a value <= 1"),
+])
+def test_bad_probe_params_are_config_errors(runner, cli, tmp_path, param, match):
+    res = runner.invoke(cli, ["run", "--task", "shapes-linear-probe", "--model", f"py:{ORACLES}:build", "-o",
+                              str(tmp_path), "--param", param])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert re.search(match, res.output), res.output

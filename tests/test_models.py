@@ -206,3 +206,51 @@ def test_pre_projection_features_project_to_the_embeddings(tiny, hf_clip_dir):
     projected = torch.nn.functional.normalize(hf.model.visual_projection(fh), dim=-1)
     assert torch.allclose(projected, hf.encode_images(xh), atol=1e-5)
     assert tiny.supports("image_features") and hf.supports("image_features")
+
+
+def test_hf_patch_tokens_agree_with_transformers(hf_clip_dir, hf_siglip_dir):
+    """SigLIP's last_hidden_state is already layer-normalised (not twice); CLIP's patch tokens are its final
+    tokens through post_layernorm and the projection; another resolution interpolates the positions."""
+    import transformers
+
+    sig = load_model(f"hf:{hf_siglip_dir}")
+    x = _images(sig, 2)
+    ln = sig.model.vision_model.post_layernorm
+    with torch.no_grad():  # a trained (non-identity) affine, else LN(LN(x)) = LN(x) hides a second application
+        ln.weight.copy_(torch.linspace(0.5, 2.0, ln.weight.numel()))
+        ln.bias.copy_(torch.linspace(-1.0, 1.0, ln.bias.numel()))
+        want = sig.model.vision_model(pixel_values=x).last_hidden_state
+    got = sig.encode_image_patches(x)
+    assert got.grid == (8, 8) and torch.allclose(got.embeddings, want, atol=1e-5)
+    assert sig.supports("image_patches") and not load_model(f"hf:{hf_siglip_dir}", dense="maskclip").supports(
+        "image_patches")
+
+    clip = load_model(f"hf:{hf_clip_dir}")
+    ref = transformers.CLIPModel.from_pretrained(hf_clip_dir).eval()
+    x = _images(clip, 2)
+    with torch.no_grad():
+        hidden = ref.vision_model(pixel_values=x).last_hidden_state
+        want = ref.visual_projection(ref.vision_model.post_layernorm(hidden[:, 1:]))
+    got = clip.encode_image_patches(x)
+    assert got.grid == (8, 8) and torch.allclose(got.embeddings, want, atol=1e-5)
+    big = load_model(f"hf:{hf_clip_dir}", preprocessing={"resolution": 96})
+    xb = _images(big, 2)
+    assert xb.shape[-1] == 96 and big.encode_image_patches(xb).grid == (12, 12)
+    assert big.encode_images(xb).shape == (2, 32) and big.encode_image_features(xb).shape == (2, 64)
+
+
+def test_py_models_keep_their_device_and_track_their_source(tmp_path):
+    body = ("from sparc_eval.models import load_model\n"
+            "def build(seed=0):\n"
+            "    return load_model('open_clip:ViT-Tiny-8-64', seed=seed)\n"
+            "def build_on(device, seed=0):\n"
+            "    return load_model('open_clip:ViT-Tiny-8-64', seed=seed, device=device)\n")
+    src = tmp_path / "mine.py"
+    src.write_text(body)
+    kept = load_model(f"py:{src}:build", device="meta")
+    assert kept.device == torch.device("cpu")  # the callable ignored the device: its weights are on the CPU
+    moved = load_model(f"py:{src}:build_on", device="meta")
+    assert moved.device == torch.device("meta") and next(moved.model.parameters()).device.type == "meta"
+    src.write_text(body + "# edited\n")
+    edited = load_model(f"py:{src}:build", device="cpu")
+    assert edited.identity.weights_sha256 != kept.identity.weights_sha256  # cached embeddings are not reused

@@ -109,3 +109,40 @@ def test_karpathy_bad_inputs(karpathy_root, case, match):
         cfg["split"] = "testing"
     with pytest.raises(DataError, match=match):
         get_reader("karpathy").load(cfg)
+
+
+def _csv_set(tmp_path, captions_text: str):
+    for i in range(3):
+        _img(tmp_path / f"{i}.png")
+    (tmp_path / "images.csv").write_text("image_id,path\na,0.png\nb,1.png\nc,2.png\n")
+    (tmp_path / "captions.csv").write_bytes(captions_text.encode("latin-1"))
+    return {"images": str(tmp_path / "images.csv"), "captions": str(tmp_path / "captions.csv"), "root": ""}
+
+
+def test_csv_retrieval_counts_captioned_images_and_rejects_bad_rows(tmp_path):
+    reader = get_reader("csv_retrieval")
+    data = reader.load(_csv_set(tmp_path, 'image_id,caption\nc,"a cat, sitting"\na,a dog\nc,a cat\n'))
+    assert data.images.ids == ["a", "c"] and data.captions == ["a dog", "a cat, sitting", "a cat"]
+    assert data.n_total_images == 2 and data.info["images_without_captions"] == 1  # a full run is not partial
+    with pytest.raises(DataError, match=r"captions.csv:3: row has no value for column\(s\) \['caption'\]"):
+        reader.load(_csv_set(tmp_path, "image_id,caption\na,a dog\nc\n"))
+    with pytest.raises(DataError, match=r"captions.csv: not a UTF-8 text file"):
+        reader.load(_csv_set(tmp_path, "image_id,caption\na,un caf\xe9\n"))
+
+
+def test_images_need_not_exist_for_tasks_without_a_model(karpathy_root):
+    """Scoring a captions file reads only the annotations; tasks that encode images still check them."""
+    from sparc_eval.task_types import get_task_type
+    from sparc_eval.tasks import TaskConfig
+
+    (karpathy_root / "val2014" / "COCO_val2014_000000000001.jpg").unlink()
+    data = get_reader("karpathy").load(_cfg(karpathy_root), check_images=False)
+    assert data.images.ids == ["1000", "1001", "1005"]
+
+    def task(kind: str, params: dict):
+        cfg = TaskConfig("t", kind, 1, {"format": "karpathy", **_cfg(karpathy_root)}, params, "CIDEr")
+        return get_task_type(kind).from_config(cfg)
+
+    assert len(task("captioning", {}).load_data().images) == 3
+    with pytest.raises(DataError, match=r"1 image file\(s\) missing"):
+        task("retrieval", {}).load_data()

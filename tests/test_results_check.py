@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparc_eval.errors import ConfigError
-from sparc_eval.results.aggregate import ClusterSums, intervals, paired_differences
+from sparc_eval.errors import ConfigError, ResultsError
+from sparc_eval.results.aggregate import ClusterSums, intervals
 from sparc_eval.results.baseline import load_baseline, save_baseline
 from sparc_eval.results.check import load_rules, run_check
 from sparc_eval.results.collect import collect
-from sparc_eval.results.paired import paired_with_sums, stored_sums, sums_to_json
+from sparc_eval.results.paired import paired_shared, stored_sums, sums_to_json
 from sparc_eval.results.store import result_path, write_result
 
 N = 400
@@ -47,19 +47,20 @@ def hits(n_right: int, flip_to_wrong: int = 0, flip_to_right: int = 0) -> np.nda
 
 
 def write(root: Path, model: str, task: str, records: list[dict], aggs: dict, *, version: int = 1,
-          fingerprint: str = "fp", config: str = "cfg", samples: bool = True) -> Path:
+          fingerprint: str = "fp", config: str = "cfg", samples: bool = True, seed: int = 0, partial: bool = False,
+          started: str = "2026-11-01T00:00:00+00:00") -> Path:
     metrics = {k: float(v[0]) for k, v in ClusterSums(records, aggs).compute().items()}
     main = next(iter(aggs))
     result = {
         "schema": "sparc-eval/result/v1",
         "task": {"name": task, "type": "synthetic", "version": version, "config_sha256": config, "groups": []},
         "model": {"spec": "py:test", "pretrained": None, "name": model, "weights_sha256": None},
-        "dataset": {"name": "toy", "format": "synthetic", "fingerprint": fingerprint, "n_total": N, "n_used": N,
-                    "limit": None, "partial": False},
-        "seed": 0, "metrics": metrics, "main_metric": main, "intervals": intervals(records, aggs),
-        "chance": {}, "aggregations": aggs, "provenance": {"started": "2026-11-01T00:00:00+00:00"},
+        "dataset": {"name": "toy", "format": "synthetic", "fingerprint": fingerprint, "n_total": N,
+                    "n_used": len(records), "limit": len(records) if partial else None, "partial": partial},
+        "seed": seed, "metrics": metrics, "main_metric": main, "intervals": intervals(records, aggs),
+        "chance": {}, "aggregations": aggs, "provenance": {"started": started},
     }
-    path = result_path(root, model, task)
+    path = result_path(root / ("partial" if partial else ""), model, task)
     write_result(path, result, records if samples else None)
     return path
 
@@ -103,9 +104,9 @@ def test_baseline_file_stores_per_cluster_sums_that_reproduce_the_paired_bootstr
     assert len(text.splitlines()) == 5 and "details" not in text            # one line per result
     # the stored sums give the same paired bootstrap as the two record sets
     a, b = acc_records(hits(240)), acc_records(hits(240, flip_to_wrong=30, flip_to_right=10))
-    direct = paired_differences(a, ACC, b, ACC)["acc"]
-    via = paired_with_sums(base.sums[(MODEL, "toy-acc")], b, ACC, ["acc"])["acc"]
-    assert (via.diff, via.lo, via.hi, via.p_value) == (direct["diff"], direct["lo"], direct["hi"], direct["p_value"])
+    direct = paired_shared(a, ACC, b, ACC)["acc"]
+    via = paired_shared(base.sums[(MODEL, "toy-acc")], ACC, b, ACC, ["acc"])["acc"]
+    assert (via.diff, via.lo, via.hi, via.p_value) == (direct.diff, direct.lo, direct.hi, direct.p_value)
     assert via.diff == pytest.approx(-5.0)                                   # 20 net images of 400
 
 
@@ -115,10 +116,9 @@ def test_vector_fields_and_tuple_clusters_survive_the_json_round_trip():
     a = [{"cluster": [i // 3, "x"], "inter": rng.integers(0, 5, 4).tolist(), "union": [5, 5, 5, 0]} for i in range(60)]
     b = [dict(r, inter=[max(0, x - 1) for x in r["inter"]]) for r in a]
     stored = stored_sums(json.loads(json.dumps(sums_to_json(ClusterSums(a, aggs)))), aggs, "test")
-    direct = paired_differences(a, aggs, b, aggs)["mIoU"]
-    via = paired_with_sums(stored, b, aggs, ["mIoU"])["mIoU"]
-    assert (via.a, via.b, via.lo, via.hi, via.p_value) == (direct["a"], direct["b"], direct["lo"], direct["hi"],
-                                                           direct["p_value"])
+    direct = paired_shared(a, aggs, b, aggs)["mIoU"]
+    via = paired_shared(stored, aggs, b, aggs, ["mIoU"])["mIoU"]
+    assert (via.a, via.b, via.lo, via.hi, via.p_value) == (direct.a, direct.b, direct.lo, direct.hi, direct.p_value)
 
 
 def test_a_regression_beyond_noise_fails_and_one_within_noise_passes(tmp_path, baseline_file):
@@ -234,9 +234,102 @@ def test_compare_gives_paired_differences_with_significance(results_cli, runner,
     assert r.exit_code == 0, r.output
     assert "1 of 1 difference(s) significant" in r.stdout
     (row,) = json.loads(out.read_text())
-    direct = paired_differences(acc_records(hits(240)), ACC, acc_records(hits(240, flip_to_wrong=40)), ACC)["acc"]
-    assert row["diff"] == pytest.approx(-10.0) and row["lo"] == direct["lo"] and row["hi"] == direct["hi"]
+    direct = paired_shared(acc_records(hits(240)), ACC, acc_records(hits(240, flip_to_wrong=40)), ACC)["acc"]
+    assert row["diff"] == pytest.approx(-10.0) and row["lo"] == direct.lo and row["hi"] == direct.hi
     assert row["method"] == "paired" and row["significant"] and row["better"] == "A" and row["n_clusters"] == N
     r = runner.invoke(results_cli, ["compare", str(tmp_path / "a"), str(tmp_path / "c"), "--json", str(out)])
     (row,) = json.loads(out.read_text())
     assert row["method"] == "intervals" and "datasets differ" in row["note"]
+
+
+def test_partial_runs_are_never_checked_saved_or_compared(results_cli, runner, tmp_path):
+    # a later partial (--limit) run beside the full one: `pick` alone would keep the partial one
+    root = tmp_path / "runs"
+    write(root, MODEL, "toy-acc", acc_records(hits(240)), ACC)
+    later = "2026-12-01T00:00:00+00:00"
+    write(root, MODEL, "toy-acc", acc_records(hits(240))[:40], ACC, partial=True, started=later)
+    warnings: list[str] = []
+    base = load_baseline(save_baseline(collect([root]), tmp_path / "base.json", warn=warnings.append))
+    assert base.entries[(MODEL, "toy-acc")].value() == 60.0 and len(base.sums[(MODEL, "toy-acc")].clusters) == N
+    assert any("1 partial (--limit) result(s) left out of the baseline" in w for w in warnings)
+    report = run_check(collect([root]), base)
+    assert report.summary() == "check passed: 1 unchanged" and report.rows[0].difference.method == "paired"
+    assert any("partial (--limit) result(s) not checked" in w for w in report.warnings)
+    only_partial = tmp_path / "only-partial"
+    write(only_partial, MODEL, "toy-acc", acc_records(hits(240))[:40], ACC, partial=True)
+    (row,) = run_check(collect([only_partial]), base).rows
+    assert row.status == "missing" and "no full (only a partial --limit) result" in row.message
+    with pytest.raises(ResultsError, match="all partial .--limit. runs"):
+        save_baseline(collect([only_partial]), tmp_path / "nothing.json")
+    other = tmp_path / "other"
+    write(other, "model-b", "toy-acc", acc_records(hits(240, flip_to_wrong=40)), ACC)
+    r = runner.invoke(results_cli, ["compare", str(root), str(other), "--json", str(tmp_path / "cmp.json")])
+    assert r.exit_code == 0, r.output
+    (cmp_row,) = json.loads((tmp_path / "cmp.json").read_text())
+    assert cmp_row["a"] == 60.0 and cmp_row["method"] == "paired" and cmp_row["n_clusters"] == N
+    assert "partial (--limit) result(s) not compared" in r.stderr
+    r = runner.invoke(results_cli, ["compare", str(only_partial), str(other)])
+    assert r.exit_code == 2 and "A holds only partial (--limit) results" in r.output
+
+
+def test_a_changed_seed_is_reported_not_compared(results_cli, runner, tmp_path, baseline_file):
+    report = run_check(collect([current(tmp_path, hits(240), seed=1)]), load_baseline(baseline_file))
+    row = rows_by_task(report)["toy-acc"]
+    assert row.status == "seed_changed" and row.metric == "" and report.exit_code == 1
+    assert "seed 0 in the baseline, 1 in" in row.message and "1 seed changed" in report.summary()
+    write(tmp_path / "a", "model-a", "toy-acc", acc_records(hits(240)), ACC)
+    write(tmp_path / "b", "model-b", "toy-acc", acc_records(hits(240)), ACC, seed=7)
+    out = tmp_path / "cmp.json"
+    r = runner.invoke(results_cli, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "seeds differ (0 vs 7)" in json.loads(out.read_text())[0]["note"]
+
+
+def test_a_metric_list_gates_each_task_on_the_metrics_it_reports(results_cli, runner, tmp_path, baseline_file):
+    # toy-acc reports acc only, toy-chair CHAIR_i only: neither is "missing" the other's metric
+    ok = current(tmp_path, hits(240))
+    r = runner.invoke(results_cli, ["check", str(ok), "--baseline", str(baseline_file), "--metrics", "acc,CHAIR_i"])
+    assert r.exit_code == 0, r.output
+    assert "check passed: 3 unchanged" in r.stdout
+    report = run_check(collect([current(tmp_path / "w", hits(240, flip_to_wrong=40))]), load_baseline(baseline_file),
+                       load_rules(metrics="acc,CHAIR_i".split(",")))
+    assert rows_by_task(report)["toy-acc"].status == "regressed"
+    report = run_check(collect([ok]), load_baseline(baseline_file), load_rules(metrics=["acc", "acc_typo"]))
+    assert report.summary() == "check passed: 2 unchanged"          # toy-chair reports neither
+    assert report.warnings == ["warning: metric 'acc_typo' (--metrics or tolerances) is in none of the baseline "
+                               "results it applies to; it gates nothing"]
+    # a metric the baseline has but the new result lost is still a failure
+    lost = tmp_path / "lost"
+    write(lost, MODEL, "toy-acc", [{**r, "hit2": r["hit"]} for r in acc_records(hits(240))],
+          {"acc2": {"kind": "mean", "field": "hit2", "scale": 100}})
+    with_two = tmp_path / "two"
+    write(with_two, MODEL, "toy-acc", [{**r, "hit2": r["hit"]} for r in acc_records(hits(240))],
+          {**ACC, "acc2": {"kind": "mean", "field": "hit2", "scale": 100}})
+    base = load_baseline(save_baseline(collect([with_two]), tmp_path / "two.json"))
+    report = run_check(collect([lost]), base, load_rules(metrics=["acc", "acc2"]))
+    assert {r.metric: r.status for r in report.rows} == {"acc": "missing", "acc2": "unchanged"}
+
+
+def test_markdown_summary_shows_the_baseline_file_name_verbatim(tmp_path, baseline_file):
+    from sparc_eval.results.check_report import markdown_summary
+    from sparc_eval.results.formatting import markdown_code
+
+    renamed = baseline_file.with_name("main_v2.json")
+    baseline_file.rename(renamed)
+    summary = markdown_summary(run_check(collect([current(tmp_path, hits(240))]), load_baseline(renamed)))
+    assert "Baseline `main_v2.json` (created" in summary and r"main\_v2" not in summary
+    assert markdown_code("a`b") == "``a`b``" and markdown_code("`x") == "`` `x ``"
+
+
+def test_a_malformed_grouped_baseline_exits_2(results_cli, runner, tmp_path, baseline_file):
+    lines = baseline_file.read_text().splitlines()
+    item = json.loads(lines[1].rstrip(","))
+    item["clusters"]["grouped"] = [{"field": "hit", "group": "label", "rows": [0, 10 ** 6], "cols": [0, 0],
+                                    "sum": [1, 1], "count": [1, 1]}]
+    lines[1] = json.dumps(item) + ","
+    broken = tmp_path / "broken.json"
+    broken.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ResultsError, match=r"broken.json: results\[0\]: per-cluster sums are malformed"):
+        load_baseline(broken)
+    r = runner.invoke(results_cli, ["check", str(current(tmp_path, hits(240))), "--baseline", str(broken)])
+    assert r.exit_code == 2 and "per-cluster sums are malformed" in r.output and "Traceback" not in r.output

@@ -120,9 +120,15 @@ def test_suite_fixes_columns_and_groups_and_flags_results_of_an_older_task_yaml(
     assert [c.key for c in board.columns] == ["average", "group:both", "toy-retrieval", "toy-pairs", "toy-extra"]
     assert board.title == "Leaderboard: toy"
     assert any("outside suite 'toy' left out: toy-captions, toy-classification" in n for n in board.notes)
-    assert any("no results for task(s): toy-extra" in n for n in board.notes)
+    assert any("no results for task(s): toy-extra; left out of Average" in n for n in board.notes)
     assert board.full.values.at["clip-base", "group:both"] == pytest.approx((40 + 70) / 2)
-    assert board.full.rank.isna().all()                      # nobody has toy-extra: no average, no rank
+    # nobody has toy-extra: it is left out of the means (it would blank them all), its column stays empty
+    cols = {c.key: c for c in board.columns}
+    assert cols["average"].members == ["toy-retrieval", "toy-pairs"] and cols["toy-extra"].metric is None
+    assert board.full.values["toy-extra"].isna().all()
+    assert board.full.values.at["clip-base", "average"] == pytest.approx((40 + 70) / 2)
+    assert board.full.rank.to_dict() == pytest.approx({SCRIPT: 1.0, "clip-base": 2.0, "R&D model": 2.0, ODD: math.nan},
+                                                       nan_ok=True)
     assert "stale: task version 1; the task YAML is now version 2" in board.full.flags[("clip-base", "toy-pairs")]
     (include / "suites" / "other.yaml").write_text("name: other\ntasks: [toy-extra]\n")
     with pytest.raises(ResultsError, match="none of the 17 result.s. is for a task of suite 'other'"):
@@ -170,3 +176,24 @@ def test_outputs_are_written_in_the_format_of_their_suffix(results_cli, runner, 
         assert o.read_text(encoding="utf-8") == render(board, o.suffix[1:])
     r = runner.invoke(results_cli, ["leaderboard", str(GOLDEN), "--format", "csv"])
     assert r.exit_code == 0 and r.stdout == render(build(collect([GOLDEN])), "csv")
+
+
+def _entry(model: str, task: str, value: float):
+    from sparc_eval.results.collect import Entry
+
+    result = {"task": {"name": task, "version": 1, "config_sha256": "cfg"}, "model": {"name": model},
+              "dataset": {"fingerprint": "fp", "n_used": 10, "n_total": 10}, "seed": 0, "metrics": {"top1": value},
+              "main_metric": "top1"}
+    return Entry(Path(f"/{model}/{task}.json"), result, f"{model}/{task}")
+
+
+def test_rank_and_best_mark_agree_on_averages_equal_up_to_rounding():
+    # (0.1 + 0.2 + 0.3) / 3 and (0.3 + 0.2 + 0.1) / 3 differ in the last bit
+    entries = [_entry(m, t, v) for m, values in (("up", (0.1, 0.2, 0.3)), ("down", (0.3, 0.2, 0.1)),
+                                                 ("low", (0.1, 0.1, 0.1)))
+               for t, v in zip(("t1", "t2", "t3"), values)]
+    board = build(entries)
+    v = board.full.values
+    assert v.at["up", "average"] != v.at["down", "average"]
+    assert board.full.rank.to_dict() == {"down": 1.0, "up": 1.0, "low": 3.0}
+    assert board.full.best["average"].to_dict() == {"down": True, "up": True, "low": False}

@@ -85,3 +85,17 @@ def test_html_escapes_user_strings_and_needs_no_network(board):
     assert page.count("<script") == 1
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
     assert "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-" in html.unescape(page)
+
+
+def test_latex_brackets_cannot_become_an_optional_argument(tmp_path):
+    import json
+    import shutil
+
+    root = Path(shutil.copytree(GOLDEN / "results", tmp_path / "results"))
+    for f in root.glob("clip-base/*.json"):
+        d = json.loads(f.read_text())
+        d["model"]["name"] = "[2x] clip"
+        f.write_text(json.dumps(d))
+    tex = render(build(collect([root])), "tex")
+    assert r"{[}2x{]} clip" in tex and "[2x]" not in tex
+    assert not re.search(r"\\\\\s*\[", tex)               # no "\\ [" anywhere: `\\` never meets a bracket

@@ -129,6 +129,10 @@ def test_merge_reports_missing_shards_duplicates_and_stale(runner, cli, small_wo
     assert r.exit_code == 0
     r = runner.invoke(cli, merge)
     assert r.exit_code == 0 and "complete" in r.output, r.output
+    r = runner.invoke(cli, [*merge, "--model-name", "Oracle"])  # the name as typed finds its folder's slug
+    assert r.exit_code == 0 and "complete" in r.output, r.output
+    r = runner.invoke(cli, [*map(str, base), "--shard", "4/3"])
+    assert r.exit_code == 2 and "--shard 4/3: expected 1 <= i <= n" in r.output
     # a duplicate that disagrees
     dup = tmp_path / "again" / "oracle" / "shard-task-1.json"
     dup.parent.mkdir(parents=True)
@@ -196,3 +200,55 @@ def test_custom_csv_retrieval(runner, cli, small_world, tmp_path):
     assert r.exit_code == 2 and "expected a header with columns ['image_id', 'caption']" in r.output
     r = runner.invoke(cli, ["run", "--task", "retrieval-custom", "--model", ORACLE])
     assert r.exit_code == 2 and "required key 'images' is missing" in r.output
+
+
+NODE_SCRIPT = '''
+import json, os, sys
+import torch.distributed as dist
+from sparc_eval.api import evaluate
+
+root, out, rank = sys.argv[1], sys.argv[2], os.environ["RANK"]
+quiet = dict(progress=False, log=lambda m: None, batch_size=8)
+# each rank has its own cache folder, like nodes with node-local disks; streaming reads the files back
+first = evaluate("open_clip:ViT-Tiny-8-64", ["shapes-retrieval"], params=[f"root={root}", "stream=true"],
+                 cache_dir=f"{out}/cache{rank}", write=False, **quiet)[0]
+again = evaluate("open_clip:ViT-Tiny-8-64", ["shapes-retrieval"], params=[f"root={root}", "stream=true"],
+                 cache_dir=f"{out}/cache{rank}", write=False, **quiet)[0]
+alone = None
+if rank == "0":  # rank 0 evaluates alone (as in periodic evaluation during training): no collectives
+    alone = evaluate("open_clip:ViT-Tiny-8-64", ["shapes-retrieval"], params=[f"root={root}"], distributed=False,
+                     use_cache=False, write=False, **quiet)[0].metrics
+dist.barrier()
+with open(f"{out}/rank{rank}.json", "w") as f:
+    json.dump({"first": first.metrics, "again": again.metrics, "encoded": again.result["provenance"]["engine"],
+               "world": first.result["provenance"]["world_size"], "alone": alone}, f)
+dist.destroy_process_group()
+'''
+
+
+def test_node_local_caches_and_evaluation_outside_the_process_group(small_world, tmp_path):
+    """Two ranks that do not share a cache folder (two nodes) each fill and read their own; rank 0 can
+    then evaluate on its own with ``distributed=False`` while the other rank waits (no hang)."""
+    import socket
+
+    script = tmp_path / "node.py"
+    script.write_text(NODE_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in (0, 1):
+        env = dict(_env(tmp_path / "unused"), RANK=str(rank), LOCAL_RANK="0", WORLD_SIZE="2",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([sys.executable, str(script), str(small_world), str(tmp_path)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["world"] == 2 and r0["first"] == r1["first"] == r0["again"] == r1["again"]
+    for r in (r0, r1):  # the second run read every embedding from its own node's cache
+        assert r["encoded"]["images_encoded"] == 0 and r["encoded"]["texts_encoded"] == 0
+    digest = _cache_digest(tmp_path / "cache0")
+    assert len(digest) == 2 and digest == _cache_digest(tmp_path / "cache1")  # image and caption entries
+    assert r0["alone"] == pytest.approx(r0["first"], abs=1e-9)

@@ -73,6 +73,11 @@ def test_user_task_folder_substitution_and_overrides(tmp_path):
     (GOOD.replace("main_metric: t2i_R@2", "main_metric: t2i_R@5"), "main_metric 't2i_R@5' is not reported"),
     (GOOD.replace("main_metric: t2i_R@2", "main_metric: top1"), "main_metric 'top1' is not reported"),
     ("name: [unclosed", "invalid YAML at line 1"),
+    (GOOD.replace("params: {recall_at: [1, 2]}", "params: [recall_at]"), "params must be a mapping.* found list"),
+    (GOOD.replace("format: karpathy, root: \"${data_root}/mine\", annotations: ann.json, split: val",
+                  "format: imagefolder, root: \"${data_root}/mine\""),
+     "task type 'retrieval' needs a retrieval dataset, but format 'imagefolder' reads classification data; "
+     "formats that fit: .*coco_captions.*karpathy"),
 ])
 def test_invalid_task_yaml(tmp_path, body, match):
     folder = tmp_path / "t"
@@ -81,9 +86,23 @@ def test_invalid_task_yaml(tmp_path, body, match):
         load_task("my-retrieval", include=[folder], data_root=tmp_path)
 
 
+def test_config_hash_ignores_where_the_data_lives_and_speed_settings(tmp_path):
+    """The hash is of the YAML as written: a data root inside another dataset key (sugarcrepe's
+    image_dir) does not enter it, nor do settings that change only speed (block, stream)."""
+    a = load_task("sugarcrepe", data_root=tmp_path / "a")
+    b = load_task("sugarcrepe", data_root=tmp_path / "b")
+    assert a.dataset["image_dir"] != b.dataset["image_dir"] and str(tmp_path / "a") in a.dataset["image_dir"]
+    assert a.config_sha256 == b.config_sha256
+    base = load_task("shapes-retrieval")
+    assert load_task("shapes-retrieval", overrides=["block=7", "stream=true"]).config_sha256 == base.config_sha256
+    for changed in ("backend=faiss", "per_sample=false", "recall_at=[1]", "split=val"):
+        assert load_task("shapes-retrieval", overrides=[changed]).config_sha256 != base.config_sha256, changed
+
+
 def test_missing_data_root_is_explained(tmp_path, monkeypatch):
     monkeypatch.delenv("SPARC_EVAL_DATA", raising=False)
-    with pytest.raises(ConfigError, match="pass --data-root DIR or set SPARC_EVAL_DATA"):
+    with pytest.raises(ConfigError, match=r"set SPARC_EVAL_DATA=DIR \(every command, pretrain included\) or pass "
+                                          r"--data-root DIR"):
         load_task("coco-retrieval")
     monkeypatch.setenv("SPARC_EVAL_DATA", str(tmp_path))
     assert load_task("coco-retrieval").dataset["root"] == str(tmp_path / "coco")

@@ -133,7 +133,7 @@ def compare(a, b, metrics, json_out, markdown, seed) -> None:
     from ..results.compare import compare as run_compare
     from ..results.compare import comparison_json, comparison_markdown, print_comparison
 
-    rows = run_compare(collect([a], warn=log), collect([b], warn=log), _metrics_option(metrics), seed)
+    rows = run_compare(collect([a], warn=log), collect([b], warn=log), _metrics_option(metrics), seed, warn=log)
     print_comparison(rows)
     if json_out:
         atomic_write_text(json_out, comparison_json(rows))

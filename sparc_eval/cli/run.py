@@ -9,11 +9,12 @@ from . import UserError, log
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``I/N`` -> (I, N); the range is checked by ``api.plan_tasks``."""
     if value is None:
         return None
     i, sep, n = value.partition("/")
-    if not sep or not i.isdigit() or not n.isdigit() or not (1 <= int(i) <= int(n)):
-        raise UserError(f"--shard {value!r}: expected i/n with 1 <= i <= n (e.g. 3/16)")
+    if not sep or not i.isdigit() or not n.isdigit():
+        raise UserError(f"--shard {value!r}: expected I/N with 1 <= I <= N (e.g. 3/16)")
     return int(i), int(n)
 
 
@@ -70,7 +71,8 @@ def run(tasks, suite, model_spec, pretrained, model_name, data_root, output, dev
                      data_root=data_root, output=output, params=params, include=include,
                      device=device, precision=precision, batch_size=batch_size, num_workers=num_workers, limit=limit,
                      seed=seed, use_cache=not no_cache, cache_dir=cache_dir, overwrite=overwrite,
-                     preprocessing={"resolution": resolution, "interpolation": interpolation, "crop": crop},
+                     preprocessing={k: v for k, v in (("resolution", resolution), ("interpolation", interpolation),
+                                                      ("crop", crop)) if v is not None},
                      dense=dense, shard=_parse_shard(shard), predictions=predictions, progress=not quiet,
                      cache_dtype=cache_dtype, log=(lambda m: None) if quiet else log)
     from ..engine import distributed
@@ -80,7 +82,6 @@ def run(tasks, suite, model_spec, pretrained, model_name, data_root, output, dev
     if d is None or d.main:
         print_run_table(evals)
     distributed.shutdown()
-
 
 
 COMMANDS = [run]

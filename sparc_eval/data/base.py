@@ -12,6 +12,7 @@ fingerprinting ImageNet takes seconds) and keys the embedding cache and the resu
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import pkgutil
 from collections.abc import Mapping, Sequence
@@ -72,8 +73,9 @@ class RetrievalSet:
 
 
 class Reader:
-    """Base of on-disk format readers. Subclasses set ``format``, ``kind``, ``params``, ``layout``
-    and implement ``load``; ``verify`` defaults to loading and checking every image file exists."""
+    """Base of on-disk format readers. Subclasses set ``format``, ``kind`` (one kind, or several
+    joined by ``|``), ``params``, ``layout`` and implement ``load``; ``verify`` defaults to loading
+    and checking every image file exists."""
 
     format: ClassVar[str]
     kind: ClassVar[str]
@@ -81,7 +83,17 @@ class Reader:
     layout: ClassVar[str] = ""
 
     def load(self, cfg: Mapping[str, Any]):
+        """The dataset value for the validated ``cfg``. Readers that can may take a keyword
+        ``check_images: bool = True``; tasks that never decode images (scoring a captions file)
+        pass False, so the annotations alone suffice."""
         raise NotImplementedError
+
+    def load_for(self, cfg: Mapping[str, Any], needs_images: bool = True):
+        """``load``, skipping the image-existence check when images are not needed and the reader
+        supports it."""
+        if not needs_images and "check_images" in inspect.signature(self.load).parameters:
+            return self.load(cfg, check_images=False)
+        return self.load(cfg)
 
     def verify(self, cfg: Mapping[str, Any]) -> list[str]:
         """Problems found (empty when the dataset is usable)."""

@@ -38,9 +38,10 @@ _ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
             ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
 FILES = {
     "cifar10": {"folder": "cifar-10-batches-py", "meta": "batches.meta", "names_key": "label_names",
-                "labels_key": "labels", "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+                "labels_key": "labels", "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"],
+                "n_classes": 10},
     "cifar100": {"folder": "cifar-100-python", "meta": "meta", "names_key": "fine_label_names",
-                 "labels_key": "fine_labels", "train": ["train"], "test": ["test"]},
+                 "labels_key": "fine_labels", "train": ["train"], "test": ["test"], "n_classes": 100},
 }
 
 
@@ -92,8 +93,18 @@ def _locate(root: Path, variant: str) -> tuple[str, Path]:
 
 
 def read_split(folder: Path, variant: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], list[Path]]:
-    """(images [N, 32, 32, 3] uint8, labels [N], label names from meta, batch files) of a split."""
+    """(images [N, 32, 32, 3] uint8, labels [N] in [0, n_classes), label names from meta, batch files) of a
+    split; ``DataError`` naming the file whose content is off."""
     spec = FILES[variant]
+    n_classes = spec["n_classes"]
+    meta_path = folder / spec["meta"]
+    meta = load_batch(meta_path)
+    if spec["names_key"] not in meta:
+        raise DataError(f"{meta_path}: missing field {spec['names_key']!r}; found {sorted(meta)}")
+    names = [_text(n) for n in meta[spec["names_key"]]]
+    if len(names) != n_classes:
+        raise DataError(f"{meta_path}: {spec['names_key']!r} lists {len(names)} classes; expected {n_classes} "
+                        f"for {variant}")
     files = [folder / f for f in spec[split]]
     images, labels = [], []
     for f in files:
@@ -105,12 +116,11 @@ def read_split(folder: Path, variant: str, split: str) -> tuple[np.ndarray, np.n
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(y) != data.shape[0]:
             raise DataError(f"{f}: 'data' has dtype {data.dtype} and shape {data.shape} with {len(y)} labels; "
                             f"expected uint8 [N, 3072] and N labels")
+        bad = np.flatnonzero((y < 0) | (y >= n_classes))
+        if bad.size:
+            raise DataError(f"{f}: label {int(y[bad[0]])} of image {int(bad[0])} is outside [0, {n_classes})")
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(y)
-    meta = load_batch(folder / spec["meta"])
-    if spec["names_key"] not in meta:
-        raise DataError(f"{folder / spec['meta']}: missing field {spec['names_key']!r}; found {sorted(meta)}")
-    names = [_text(n) for n in meta[spec["names_key"]]]
     return np.concatenate(images), np.concatenate(labels), names, files
 
 
@@ -147,15 +157,10 @@ class CifarReader(Reader):
         if missing:
             raise DataError(f"cifar: {folder} has no {split} batch file(s) {missing}")
         images, labels, meta_names, files = read_split(folder, variant, split)
-        if labels.size and (labels.min() < 0 or labels.max() >= len(meta_names)):
-            raise DataError(f"{folder}: labels outside [0, {len(meta_names)}) in the {split} batches")
         if cfg["classnames"] == "meta":
             names = meta_names
         else:
             names = classnames_override(cfg, root, len(meta_names), "cifar") or resource_lines(f"{variant}_classnames.txt")
-            if len(names) != len(meta_names):
-                raise DataError(f"{folder}: the meta file lists {len(meta_names)} classes; expected "
-                                f"{len(names)} for {variant}")
         digest = sha256_json([variant, split, [sha256_file(f) for f in files]])
         paths = extract_pngs(images, digest)
         base = paths[0].parent if paths else folder

@@ -27,7 +27,7 @@ class CocoCaptionsReader(Reader):
     }
     layout = __doc__.split("Layout (``root`` = the COCO folder)::")[1].split("Images are taken")[0].rstrip()
 
-    def load(self, cfg) -> RetrievalSet:
+    def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         root = check_root(cfg, "coco_captions")
         ann = root / cfg["annotations"]
         data = read_json(ann, "coco_captions")
@@ -55,7 +55,8 @@ class CocoCaptionsReader(Reader):
             raise DataError(f"{ann}: annotations refer to image id(s) {orphans[:5]} that are not in 'images'")
         if not paths:
             raise DataError(f"{ann}: no image has a caption")
-        check_images_exist(paths, str(ann))
+        if check_images:
+            check_images_exist(paths, str(ann))
         fp = fingerprint("coco_captions", [ann], paths, root)
         return RetrievalSet(ImageSet(paths, ids, fp), captions, np.asarray(caption_image), caption_ids, fp, len(paths),
                             {"annotations": str(ann), "images_without_captions": len(data["images"]) - len(paths)})

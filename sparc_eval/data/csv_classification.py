@@ -2,8 +2,9 @@
 
 Layout (``root`` = the dataset folder)::
 
-    <root>/<file>              e.g. test.csv: rows "images/0001.jpg,3" or "images/0001.jpg,golden retriever";
-                               an optional header row whose first cell is path/file/filepath/filename/image
+    <root>/<file>              e.g. test.csv (UTF-8, a BOM is fine): rows "images/0001.jpg,3" or
+                               "images/0001.jpg,golden retriever"; an optional header row whose first cell
+                               is path/file/filepath/filename/image or whose second is label/class
     <root>/<image paths>       paths relative to root (or absolute)
     <root>/classnames.txt      optional (dataset.classnames): class names, one per line, in label order
 
@@ -25,6 +26,7 @@ from .base import ImageSet, Reader, check_images_exist, check_root, fingerprint
 from .classification import ClassificationSet, read_lines, resolve_file
 
 HEADER_CELLS = {"path", "file", "filepath", "filename", "image"}
+LABEL_CELLS = {"label", "class"}
 
 
 class CsvClassificationReader(Reader):
@@ -72,15 +74,24 @@ class CsvClassificationReader(Reader):
     @staticmethod
     def _rows(path) -> list[tuple[str, str, int]]:
         rows = []
-        with path.open(newline="", encoding="utf-8") as f:
-            for lineno, row in enumerate(csv.reader(f), 1):
-                if not row or not any(c.strip() for c in row):
-                    continue
-                if len(row) < 2:
-                    raise DataError(f"{path}:{lineno}: expected 'path,label', found {','.join(row)!r:.60}")
-                if lineno == 1 and row[0].strip().lower() in HEADER_CELLS:
-                    continue
-                rows.append((row[0].strip(), row[1].strip(), lineno))
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.reader(f)
+                for row in reader:
+                    lineno = reader.line_num
+                    if not row or not any(c.strip() for c in row):
+                        continue
+                    if len(row) < 2:
+                        raise DataError(f"{path}:{lineno}: expected 'path,label', found {','.join(row)!r:.60}")
+                    if lineno == 1 and (row[0].strip().lower() in HEADER_CELLS or row[1].strip().lower() in LABEL_CELLS):
+                        continue
+                    rows.append((row[0].strip(), row[1].strip(), lineno))
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the CSV as UTF-8") from None
+        except csv.Error as e:
+            raise DataError(f"{path}:{reader.line_num}: not a readable CSV row ({e})") from None
+        except OSError as e:
+            raise DataError(f"{path}: cannot read the CSV ({e.strerror})") from None
         if not rows:
             raise DataError(f"{path}: no rows; expected 'path,label' lines")
         return rows

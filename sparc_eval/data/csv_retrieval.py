@@ -6,7 +6,8 @@ Layout::
     captions.csv   image_id,caption         (any number of captions per image; quote captions with commas)
 
 Images keep the order of ``images.csv``; captions are grouped by image in that order (stable).
-Images without a caption are left out and counted; a caption of an unknown image id is an error.
+Images without a caption are left out and counted (``n_total`` counts captioned images only, so a
+full run is not marked partial); a caption of an unknown image id is an error. Files are UTF-8.
 """
 from __future__ import annotations
 
@@ -20,14 +21,27 @@ from ..params import Param
 from .base import ImageSet, Reader, RetrievalSet, check_images_exist, fingerprint
 
 
-def _rows(path: Path, columns: tuple[str, str]) -> list[dict]:
+def _rows(path: Path, columns: tuple[str, str]) -> list[tuple[int, dict]]:
+    """(line number, row) of a CSV with a header holding ``columns``; every row must fill them."""
     if not path.is_file():
         raise DataError(f"csv_retrieval: file {path} is missing")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
-            raise DataError(f"{path}: expected a header with columns {list(columns)}, found {reader.fieldnames}")
-        return list(reader)
+    rows = []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+                raise DataError(f"{path}: expected a header with columns {list(columns)}, found {reader.fieldnames}")
+            for row in reader:
+                missing = [c for c in columns if row.get(c) is None]
+                if missing:
+                    raise DataError(f"{path}:{reader.line_num}: row has no value for column(s) {missing}; "
+                                    f"expected {len(reader.fieldnames)} fields ({', '.join(reader.fieldnames)})")
+                rows.append((reader.line_num, row))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: malformed CSV ({e})") from None
+    return rows
 
 
 class CsvRetrievalReader(Reader):
@@ -40,12 +54,12 @@ class CsvRetrievalReader(Reader):
     }
     layout = __doc__.split("Layout::")[1].split("Images keep")[0].rstrip()
 
-    def load(self, cfg) -> RetrievalSet:
+    def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         images_csv, captions_csv = Path(cfg["images"]).expanduser(), Path(cfg["captions"]).expanduser()
         root = Path(cfg["root"]).expanduser() if cfg["root"] else images_csv.parent
         index: dict[str, int] = {}
         paths, ids = [], []
-        for line, row in enumerate(_rows(images_csv, ("image_id", "path")), start=2):
+        for line, row in _rows(images_csv, ("image_id", "path")):
             iid = row["image_id"]
             if iid in index:
                 raise DataError(f"{images_csv}:{line}: duplicate image_id {iid!r}")
@@ -54,7 +68,7 @@ class CsvRetrievalReader(Reader):
             paths.append(p if p.is_absolute() else root / p)
             ids.append(iid)
         caps: list[list[tuple[str, str]]] = [[] for _ in paths]
-        for line, row in enumerate(_rows(captions_csv, ("image_id", "caption")), start=2):
+        for line, row in _rows(captions_csv, ("image_id", "caption")):
             if row["image_id"] not in index:
                 raise DataError(f"{captions_csv}:{line}: caption for unknown image_id {row['image_id']!r} "
                                 f"(not in {images_csv.name})")
@@ -63,7 +77,8 @@ class CsvRetrievalReader(Reader):
         if not keep:
             raise DataError(f"{captions_csv}: no captions for any image of {images_csv}")
         images = [paths[i] for i in keep]
-        check_images_exist(images, str(images_csv))
+        if check_images:
+            check_images_exist(images, str(images_csv))
         captions, caption_image, caption_ids = [], [], []
         for new, old in enumerate(keep):
             for cid, text in caps[old]:
@@ -72,7 +87,7 @@ class CsvRetrievalReader(Reader):
                 caption_ids.append(cid)
         fp = fingerprint("csv_retrieval", [images_csv, captions_csv], images, root)
         return RetrievalSet(ImageSet(images, [ids[i] for i in keep], fp), captions, np.asarray(caption_image),
-                            caption_ids, fp, len(paths), {"images_without_captions": len(paths) - len(keep)})
+                            caption_ids, fp, len(keep), {"images_without_captions": len(paths) - len(keep)})
 
 
 READER = CsvRetrievalReader()

@@ -81,17 +81,24 @@ def _v2_classes(folder: Path) -> list[tuple[int, list[Path]]]:
 def _flat_csv(folder: Path, csv_path: Path, index: dict[str, int]) -> list[tuple[int, list[Path]]]:
     """Kaggle layout: flat images + ``LOC_<split>_solution.csv`` (label = first wnid of PredictionString)."""
     per_class: dict[int, list[Path]] = {}
-    with csv_path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"ImageId", "PredictionString"} <= set(reader.fieldnames):
-            raise DataError(f"{csv_path}: expected columns ImageId,PredictionString; found {reader.fieldnames}")
-        for lineno, row in enumerate(reader, 2):
-            tokens = (row["PredictionString"] or "").split()
-            if not tokens or tokens[0] not in index:
-                raise DataError(f"{csv_path}:{lineno}: PredictionString {row['PredictionString']!r:.40} does not "
-                                f"start with an ImageNet WordNet id")
-            path = folder / f"{row['ImageId']}.JPEG"
-            per_class.setdefault(index[tokens[0]], []).append(path)
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"ImageId", "PredictionString"} <= set(reader.fieldnames):
+                raise DataError(f"{csv_path}: expected columns ImageId,PredictionString; found {reader.fieldnames}")
+            for row in reader:
+                tokens = (row["PredictionString"] or "").split()
+                if not tokens or tokens[0] not in index:
+                    raise DataError(f"{csv_path}:{reader.line_num}: PredictionString {row['PredictionString']!r:.40} "
+                                    f"does not start with an ImageNet WordNet id")
+                path = folder / f"{row['ImageId']}.JPEG"
+                per_class.setdefault(index[tokens[0]], []).append(path)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{csv_path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except csv.Error as e:
+        raise DataError(f"{csv_path}: not a readable CSV ({e})") from None
+    except OSError as e:
+        raise DataError(f"{csv_path}: cannot read ({e.strerror})") from None
     missing = [p for ps in per_class.values() for p in ps if not p.is_file()]
     if missing:
         raise DataError(f"{csv_path}: {len(missing)} listed image(s) missing, e.g. {missing[0]}")

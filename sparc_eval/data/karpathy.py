@@ -8,7 +8,8 @@ Layout (``root`` = the dataset folder)::
 
 ``split`` selects images (``test``; ``train+restval`` joins splits). Every sentence of an image is
 used (COCO has images with more than 5), with its ``raw`` text as written (surrounding whitespace
-stripped; no lower-casing or punctuation removal). Images keep the file's order.
+stripped; no lower-casing or punctuation removal). Images keep the file's order. Image files must
+exist, except for tasks that never decode them (scoring a captions file).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class KarpathyReader(Reader):
     }
     layout = __doc__.split("Layout (``root`` = the dataset folder)::")[1].split("``split``")[0].rstrip()
 
-    def load(self, cfg) -> RetrievalSet:
+    def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         root = check_root(cfg, "karpathy")
         ann = root / cfg["annotations"]
         data = read_json(ann, "karpathy")
@@ -61,7 +62,8 @@ class KarpathyReader(Reader):
         if not paths:
             found = sorted({str(e.get("split")) for e in data["images"] if isinstance(e, dict)})
             raise DataError(f"{ann}: no images in split {cfg['split']!r}; splits present: {found}")
-        check_images_exist(paths, f"{ann} (split {cfg['split']})")
+        if check_images:
+            check_images_exist(paths, f"{ann} (split {cfg['split']})")
         fp = fingerprint("karpathy", [ann], paths, root, {"split": cfg["split"]})
         return RetrievalSet(ImageSet(paths, ids, fp), captions, np.asarray(caption_image), caption_ids, fp, len(paths),
                             {"annotations": str(ann)})

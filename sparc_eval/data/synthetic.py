@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..fileio import atomic_write_json, cache_root, sha256_json
+from ..fileio import atomic_write_json, cache_root, default_mode, sha256_json
 
 WORLD_VERSION = 4
 KINDS = ("circle", "square", "triangle", "diamond", "star", "cross")
@@ -389,6 +389,7 @@ def default_world(splits: dict[str, int] | None = None, seed: int = 0, image_siz
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
+        tmp.chmod(default_mode(directory=True))  # mkdtemp's 0o700 would hide a shared cache from others
         generate(tmp, splits, seed, image_size)
         try:
             tmp.rename(target)

@@ -89,7 +89,7 @@ def shard_files(root: Path, split: str) -> list[Path]:
     count_file = root / split / "nshards.txt"
     if not count_file.is_file():
         raise DataError(f"wds: {count_file} is missing (expected the number of shards of split {split!r})")
-    text = count_file.read_text().strip()
+    text = _small_text(count_file, "the number of shards")
     if not text.isdigit() or int(text) < 1:
         raise DataError(f"{count_file}: expected a positive number of shards, found {text!r:.40}")
     shards = [root / split / f"{i}.tar" for i in range(int(text))]
@@ -99,9 +99,19 @@ def shard_files(root: Path, split: str) -> list[Path]:
     return shards
 
 
+def _small_text(path: Path, what: str) -> str:
+    """The stripped content of a one-line text file; ``DataError`` naming it when unreadable."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else f"not UTF-8 text: {e.reason}"
+        raise DataError(f"{path}: cannot read {what} ({reason})") from None
+
+
 def dataset_type(root: Path) -> str:
+    """``classification`` or ``retrieval``, from ``dataset_type.txt`` (absent: classification)."""
     path = root / "dataset_type.txt"
-    kind = path.read_text().strip().lower() if path.is_file() else "classification"
+    kind = _small_text(path, "the dataset type").lower() if path.is_file() else "classification"
     if kind not in ("classification", "retrieval"):
         raise DataError(f"{path}: dataset type {kind!r} is not supported; expected classification or retrieval")
     return kind
@@ -149,8 +159,12 @@ class WdsReader(Reader):
                                 len(images), info)
         names = read_lines(root / cfg["classnames"], "wds: classnames")
         labels = np.asarray([s["label"] for s in samples], dtype=np.int64)
-        if labels.min() < 0 or labels.max() >= len(names):
-            raise DataError(f"wds: {root}: class index {int(labels.max())} outside the {len(names)} names of "
+        bad = np.flatnonzero((labels < 0) | (labels >= len(names)))
+        if bad.size:
+            first = samples[bad[0]]
+            shard = first["image"].split("/", 1)[0]
+            raise DataError(f"wds: {root}: sample {first['key']!r} of shard {shard}.tar has class index "
+                            f"{int(labels[bad[0]])}, outside [0, {len(names)}) for the {len(names)} names of "
                             f"{root / cfg['classnames']}")
         tfile = root / "zeroshot_classification_templates.txt"
         templates = read_lines(tfile, "wds: templates") if tfile.is_file() else None

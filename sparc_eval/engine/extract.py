@@ -3,7 +3,9 @@
 Samples are encoded in their dataset order in fixed batches of ``batch_size``; cache chunks hold a
 whole number of batches, so a resumed, cached or data-parallel run encodes exactly the same batches
 as a fresh single-process one. Under ``torchrun`` rank r encodes batches r, r+n, ... and every rank
-receives all outputs in order (``engine.distributed``); rank 0 alone writes the cache. Image decoding
+receives all outputs in order (``engine.distributed``); one rank per filesystem writes the cache.
+A text entry also records how many texts the model truncates, so a cached run does not tokenize its
+captions again. Image decoding
 errors name the file and stop the run with a ``DataError`` (never a worker traceback). Every
 finished chunk is on disk before the next starts, so a killed run loses at most one chunk of work.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -51,7 +54,7 @@ class _ImageDataset(Dataset):
                 return i, self.transform(img), None
         except FileNotFoundError:
             return i, None, f"{path}: image file is missing"
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
             return i, None, f"{path}: not a readable image ({type(e).__name__}: {e})"
 
 
@@ -77,7 +80,8 @@ class EngineStats:
 @dataclass
 class Engine:
     """Serves embeddings of one model to tasks. ``cache=None`` disables the disk cache;
-    ``cache_dtype="fp16"`` stores embeddings in half precision (they are returned as float32)."""
+    ``cache_dtype="fp16"`` stores embeddings in half precision (they are returned as float32);
+    ``dist=None`` ignores any process group (single-process extraction)."""
 
     model: ModelAdapter
     cache: EmbeddingCache | None = None
@@ -89,15 +93,21 @@ class Engine:
     dist: distributed.DistInfo | None = field(default_factory=distributed.info)
     stats: EngineStats = field(default_factory=EngineStats)
 
+    def __post_init__(self) -> None:
+        self._truncated: dict[str, int] = {}
+        self._writes_cache = self.cache is not None and distributed.first_on_filesystem(self.cache.root, self.dist)
+
     # -- keys ---------------------------------------------------------------------------------------
-    def _key(self, what: str, fingerprint: str, ids: Sequence[str], transform_id: str | None = None) -> str:
+    def _key(self, what: str, fingerprint: str, ids: Sequence[str]) -> str:
         pre = dict(self.model.preprocessing)
         if what.startswith("text"):
             pre = {k: v for k, v in pre.items() if k not in _IMAGE_ONLY_KEYS}
         return sha256_json({"model": self.model.identity.weights_sha256, "spec": self.model.identity.spec,
                             "preprocessing": pre, "precision": self.model.precision, "what": what,
-                            "dataset": fingerprint, "ids": sha256_json(list(ids)), "transform": transform_id,
-                            "stored": self.cache_dtype})
+                            "dataset": fingerprint, "ids": sha256_json(list(ids)), "stored": self.cache_dtype})
+
+    def _text_key(self, texts: list[str]) -> str:
+        return self._key("text", sha256_json(texts), [])
 
     def _workers(self, n: int) -> int:
         if self.num_workers is not None:
@@ -105,6 +115,10 @@ class Engine:
         if n <= self.batch_size:
             return 0
         return min(4, os.cpu_count() or 1)
+
+    def _batches(self, indices: Sequence[int]) -> list[list[int]]:
+        idx = list(indices)
+        return [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
 
     @property
     def main(self) -> bool:
@@ -136,21 +150,43 @@ class Engine:
             yield index, batch
 
     # -- generic chunked, cached extraction ------------------------------------------------------
-    def _cached(self, key: str, n: int, produce: Callable, desc: str, meta: dict,
-                keep: bool = True) -> tuple[torch.Tensor | None, int]:
-        """Embeddings [n, D] for ``key``, computing only chunks not on disk -> (tensor, n_cached).
-        With ``keep=False`` (streaming) nothing is held in memory and the tensor is None."""
-        d = self.dist
-        complete = self.cache is not None and self.cache.complete(key)
-        done = self.cache.chunks(key) if self.cache is not None and not complete else {}
-        if d is not None:
-            complete, done = distributed.broadcast((complete, done), d)
+    def _cache_state(self, key: str) -> tuple[bool, dict[tuple[int, int], Path]]:
+        """(complete?, chunk files on disk) as every rank agrees: complete only where every rank's
+        filesystem has the entry, and only chunks that every rank sees."""
+        if self.cache is None:
+            return False, {}
+        complete, done = self.cache.complete(key), self.cache.chunks(key)
+        if self.dist is not None:
+            states = distributed.gather((complete, sorted(done)), self.dist)
+            complete = all(c for c, _ in states)
+            common = set.intersection(*(set(map(tuple, s)) for _, s in states))
+            done = {r: p for r, p in done.items() if r in common}
+        return complete, done
+
+    def _count(self, what: str, cached: int, encoded: int) -> None:
+        if what == "text":
+            self.stats.texts_cached += cached
+            self.stats.texts_encoded += encoded
+        else:
+            self.stats.images_cached += cached
+            self.stats.images_encoded += encoded
+
+    def _cached(self, what: str, key: str, n: int, produce: Callable, desc: str, keep: bool = True,
+                texts: list[str] | None = None) -> torch.Tensor | None:
+        """Embeddings [n, D] for ``key``, computing only chunks not on disk (counted in ``stats``).
+        With ``keep=False`` (streaming) nothing is held in memory and None is returned. ``texts``
+        (text entries): their truncation count is computed when encoding and kept in the entry."""
+        complete, done = self._cache_state(key)
         if complete:
-            return (self.cache.load(key)["emb"].float() if keep else None), n
+            self._count(what, n, 0)
+            meta = self.cache.meta(key) or {}
+            if texts is not None and meta.get("truncated") is not None:
+                self._truncated[key] = int(meta["truncated"])
+            return self.cache.load(key)["emb"].float() if keep else None
         chunk = self.batch_size * self.batches_per_chunk
         ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
         todo = [r for r in ranges if r not in done]
-        batches = [list(range(s, min(s + self.batch_size, b))) for a, b in todo for s in range(a, b, self.batch_size)]
+        batches = [b for lo, hi in todo for b in self._batches(range(lo, hi))]
         parts: dict[int, torch.Tensor] = {}
         if keep:
             for r in ranges:
@@ -171,52 +207,47 @@ class Engine:
                     block = torch.cat(buf).to(dtype)
                     if keep:
                         parts[current[0]] = block.float()
-                    if self.cache is not None and self.main:
+                    if self._writes_cache:
                         self.cache.write_chunk(key, current[0], {"emb": block})
                     buf, filled = [], 0
                     current = next(bounds, None)
-        if self.cache is not None and self.main:
-            self.cache.finish(key, n, meta)
-        distributed.barrier(d)
-        result = (torch.cat([parts[s] for s, _ in ranges]) if ranges else torch.zeros(0)) if keep else None
-        return result, n - sum(b - a for a, b in todo)
+        meta: dict = {"what": what}
+        if texts is not None:
+            self._truncated[key] = meta["truncated"] = int(sum(self.model.truncated(texts)))
+        if self._writes_cache:
+            self.cache.finish(key, n, ranges, meta)
+        distributed.barrier(self.dist)
+        encoded = sum(b - a for a, b in todo)
+        self._count(what, n - encoded, encoded)
+        if not keep:
+            return None
+        return torch.cat([parts[s] for s, _ in ranges]) if ranges else torch.zeros(0)
 
     # -- images ---------------------------------------------------------------------------------------
     def iter_image_batches(self, images: ImageSet, indices: Sequence[int] | None = None,
                            transform: Callable | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(sample indices, transformed image batch) in order, decoded by DataLoader workers (this process)."""
-        idx = list(range(len(images))) if indices is None else list(indices)
-        batches = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
-        yield from self._image_loader(images, batches, transform)
+        yield from self._image_loader(images, self._batches(range(len(images)) if indices is None else indices),
+                                      transform)
 
-    def _encode_image_batches(self, images: ImageSet):
+    def _encode_image_batches(self, images: ImageSet, encode: Callable[[torch.Tensor], torch.Tensor]):
         def produce(batches):
             for _, batch in self._image_loader(images, batches):
                 self.stats.forward_batches += 1
-                yield self.model.encode_images(batch).cpu()
+                yield encode(batch).cpu()
         return produce
 
     def image_embeddings(self, images: ImageSet, desc: str = "images") -> torch.Tensor:
         """l2-normalised global image embeddings [N, D] (float32), cached by content."""
         key = self._key("image", images.fingerprint, images.ids)
-        emb, cached = self._cached(key, len(images), self._encode_image_batches(images), desc, {"what": "image"})
-        self.stats.images_cached += cached
-        self.stats.images_encoded += len(images) - cached
-        return emb
+        return self._cached("image", key, len(images), self._encode_image_batches(images, self.model.encode_images),
+                            desc)
 
     def image_features(self, images: ImageSet, desc: str = "image features") -> torch.Tensor:
         """Pre-projection image features [N, F] (float32, not normalised), cached by content."""
         key = self._key("image_features", images.fingerprint, images.ids)
-
-        def produce(batches):
-            for _, batch in self._image_loader(images, batches):
-                self.stats.forward_batches += 1
-                yield self.model.encode_image_features(batch).cpu()
-
-        emb, cached = self._cached(key, len(images), produce, desc, {"what": "image_features"})
-        self.stats.images_cached += cached
-        self.stats.images_encoded += len(images) - cached
-        return emb
+        return self._cached("image_features", key, len(images),
+                            self._encode_image_batches(images, self.model.encode_image_features), desc)
 
     def image_source(self, images: ImageSet, desc: str = "images") -> RowSource:
         """Like ``image_embeddings`` but read back block by block from the cache (memory-bounded);
@@ -224,18 +255,15 @@ class Engine:
         if self.cache is None:
             return TensorRows(self.image_embeddings(images, desc))
         key = self._key("image", images.fingerprint, images.ids)
-        _, cached = self._cached(key, len(images), self._encode_image_batches(images), desc, {"what": "image"},
-                                 keep=False)
-        self.stats.images_cached += cached
-        self.stats.images_encoded += len(images) - cached
+        self._cached("image", key, len(images), self._encode_image_batches(images, self.model.encode_images), desc,
+                     keep=False)
         return CachedSource(self.cache, key)
 
     def patch_embeddings(self, images: ImageSet, indices: Sequence[int] | None = None,
                          transform: Callable | None = None) -> Iterator[tuple[torch.Tensor, PatchEmbeddings]]:
         """Dense patch embeddings per batch, in order (not cached: [N, P, D] is large). Under torchrun the
         batches are shared out and every rank receives every batch's output."""
-        idx = list(range(len(images))) if indices is None else list(indices)
-        batches = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        batches = self._batches(range(len(images)) if indices is None else indices)
 
         def produce(mine):
             for index, batch in self._image_loader(images, mine, transform):
@@ -244,7 +272,7 @@ class Engine:
                 yield index, PatchEmbeddings(out.embeddings.cpu(), out.grid)
 
         for _, (index, out) in self._map(batches, produce):
-            self.stats.images_encoded += len(index)
+            self._count("image", 0, len(index))
             yield index, out
 
     # -- texts ----------------------------------------------------------------------------------------
@@ -258,24 +286,23 @@ class Engine:
     def text_embeddings(self, texts: Sequence[str], desc: str = "texts") -> torch.Tensor:
         """l2-normalised text embeddings [M, D] (float32) in the given order, cached by the texts' content."""
         texts = list(texts)
-        key = self._key("text", sha256_json(texts), [])
-        emb, cached = self._cached(key, len(texts), self._encode_text_batches(texts), desc, {"what": "text"})
-        self.stats.texts_cached += cached
-        self.stats.texts_encoded += len(texts) - cached
-        return emb
+        return self._cached("text", self._text_key(texts), len(texts), self._encode_text_batches(texts), desc,
+                            texts=texts)
 
     def text_source(self, texts: Sequence[str], desc: str = "texts") -> RowSource:
         """Like ``text_embeddings`` but read back block by block from the cache (memory-bounded)."""
         if self.cache is None:
             return TensorRows(self.text_embeddings(texts, desc))
         texts = list(texts)
-        key = self._key("text", sha256_json(texts), [])
-        _, cached = self._cached(key, len(texts), self._encode_text_batches(texts), desc, {"what": "text"},
-                                 keep=False)
-        self.stats.texts_cached += cached
-        self.stats.texts_encoded += len(texts) - cached
+        key = self._text_key(texts)
+        self._cached("text", key, len(texts), self._encode_text_batches(texts), desc, keep=False, texts=texts)
         return CachedSource(self.cache, key)
 
     def count_truncated(self, texts: Sequence[str]) -> int:
-        """How many texts exceed the model's text context (and are cut when encoded)."""
-        return int(sum(self.model.truncated(list(texts))))
+        """How many texts exceed the model's text context (and are cut when encoded). Free after
+        ``text_embeddings`` of the same texts (counted when they were encoded, kept in the cache)."""
+        texts = list(texts)
+        key = self._text_key(texts)
+        if key not in self._truncated:
+            self._truncated[key] = int(sum(self.model.truncated(texts)))
+        return self._truncated[key]

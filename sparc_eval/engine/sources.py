@@ -18,15 +18,13 @@ __all__ = ["CachedSource", "RowSource", "TensorRows"]
 
 
 class CachedSource:
-    """Rows of a complete cache entry, read lazily from its chunk files (only the slices needed)."""
+    """Rows of a complete cache entry, read lazily from the chunk files its ``meta.json`` lists (only the
+    slices needed)."""
 
     def __init__(self, cache: EmbeddingCache, key: str):
-        chunks = sorted(cache.chunks(key).items())
-        if not cache.complete(key) or not chunks:
-            raise ValueError(f"cache entry {key} is not complete")
-        self.starts = [a for (a, _), _ in chunks]
-        self.spans = [(a, b, p) for (a, b), p in chunks]
-        self.n = self.spans[-1][1]
+        self.spans = cache.entry_chunks(key)
+        self.starts = [a for a, _, _ in self.spans]
+        self.n = self.spans[-1][1] if self.spans else 0
 
     def read(self, start: int, stop: int) -> torch.Tensor:
         parts = []

@@ -37,10 +37,10 @@ class ClassCounts:
 
 
 def score_counts(scores: torch.Tensor, labels: Sequence[int] | np.ndarray | torch.Tensor) -> ClassCounts:
-    """Counts from a score matrix [N, C] and labels [N] in [0, C); a NaN true-class score is a miss at
-    every k (``above`` = ``NAN_RANK``)."""
+    """Counts from a score matrix [N, C] (on any device) and labels [N] in [0, C); a NaN true-class
+    score is a miss at every k (``above`` = ``NAN_RANK``). Only the counts come back to the CPU."""
     s = torch.as_tensor(scores)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=s.device)
     if s.ndim != 2 or y.shape != (s.shape[0],):
         raise ValueError(f"scores {tuple(s.shape)} and labels {tuple(y.shape)}: expected [N, C] and [N]")
     true = s.gather(1, y[:, None])
@@ -48,17 +48,20 @@ def score_counts(scores: torch.Tensor, labels: Sequence[int] | np.ndarray | torc
     tied = (s == true).sum(1) - 1
     bad = torch.isnan(true[:, 0])
     above[bad], tied[bad] = NAN_RANK, 0
-    return ClassCounts(above.numpy(), tied.numpy(), s.argmax(1).numpy())
+    return ClassCounts(above.cpu().numpy(), tied.cpu().numpy(), s.argmax(1).cpu().numpy())
 
 
 def embedding_counts(image_emb: torch.Tensor | RowSource, class_emb: torch.Tensor,
-                     labels: Sequence[int] | np.ndarray, block: int = 4096) -> ClassCounts:
+                     labels: Sequence[int] | np.ndarray, block: int = 4096,
+                     device: str | torch.device | None = None) -> ClassCounts:
     """Counts for scores ``image_emb [N, D] @ class_emb [C, D].T``, read and scored ``block`` images at a
-    time (memory O(block x C); ``image_emb`` may be a row source streaming from the cache)."""
+    time on ``device`` (default: ``class_emb``'s; memory O(block x C); ``image_emb`` may be a row source
+    streaming from the cache)."""
     rows = as_rows(image_emb)
     y = np.asarray(labels, dtype=np.int64)
-    parts = [score_counts(rows.read(a, min(a + block, rows.n)) @ class_emb.float().T, y[a:a + block])
-             for a in range(0, rows.n, block)]
+    classifier = class_emb.to(device=device or class_emb.device, dtype=torch.float32).T
+    parts = [score_counts(rows.read(a, min(a + block, rows.n)).to(classifier.device) @ classifier,
+                          y[a:a + block]) for a in range(0, rows.n, block)]
     if not parts:
         return ClassCounts(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     return ClassCounts(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("above", "tied", "pred")))

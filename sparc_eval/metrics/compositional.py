@@ -12,16 +12,20 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 
+def best_wrong_option(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """``scores`` [N, K] (NaN pads items with fewer options), ``correct`` [N] option index ->
+    float64 [N]: the highest score among each item's wrong options (-inf when it has none)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    others = np.where(np.isnan(scores), -np.inf, scores)
+    others[np.arange(scores.shape[0]), correct] = -np.inf
+    return others.max(axis=1)
+
+
 def selection_correct(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
     """``scores`` [N, K] (NaN pads items with fewer options), ``correct`` [N] option index ->
     bool [N]: the correct option scores strictly above every other option."""
     scores = np.asarray(scores, dtype=np.float64)
-    n = scores.shape[0]
-    right = scores[np.arange(n), correct]
-    others = scores.copy()
-    others[np.arange(n), correct] = -np.inf
-    others = np.where(np.isnan(others), -np.inf, others)
-    return right > others.max(axis=1)
+    return scores[np.arange(scores.shape[0]), correct] > best_wrong_option(scores, correct)
 
 
 def winoground_scores(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

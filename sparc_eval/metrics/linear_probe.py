@@ -31,7 +31,9 @@ FINAL_TOL = 1e-6
 
 @dataclass
 class Probe:
-    """A fitted probe in the original feature space: scores = x @ weight.T + bias."""
+    """A fitted probe in the original feature space: scores = x @ weight.T + bias. ``converged``: the
+    largest entry of the final gradient is within the fit's tolerance (L-BFGS may also stop on
+    ``max_iter`` or a stalled objective)."""
 
     weight: torch.Tensor
     bias: torch.Tensor
@@ -50,11 +52,12 @@ class ProbeProblem:
                  max_iter: int = 1000, tol: float = SWEEP_TOL, block: int | None = None):
         x = x.to(device=device, dtype=torch.float32)
         self.mean = x.mean(0)
-        xc = x - self.mean
-        self.scale = float((x.shape[1] / xc.pow(2).sum(1).mean().clamp(min=1e-12)).sqrt())
-        self.z = xc * self.scale
-        self.y = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=device)
         self.n, self.d = x.shape
+        xc = x - self.mean
+        del x  # the converted copy, if one was made: centred and scaled in place below
+        self.scale = float((self.d / xc.pow(2).sum(1).mean().clamp(min=1e-12)).sqrt())
+        self.z = xc.mul_(self.scale)
+        self.y = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=device)
         self.n_classes, self.max_iter, self.tol = n_classes, max_iter, tol
         self.block = block or max(1024, 2 ** 25 // max(n_classes, 1))
         self.evaluations = 0
@@ -87,18 +90,24 @@ class ProbeProblem:
             w = init.weight.to(self.z) / self.scale
             b = init.bias.to(self.z) + init.weight.to(self.z) @ self.mean
         lam_scaled = lam * self.scale ** 2
-        opt = torch.optim.LBFGS([w, b], lr=1, max_iter=self.max_iter, tolerance_grad=self.tol if tol is None else tol,
-                                tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
+        tol = self.tol if tol is None else tol
+        opt = torch.optim.LBFGS([w, b], lr=1, max_iter=self.max_iter, tolerance_grad=tol, tolerance_change=1e-9,
+                                history_size=20, line_search_fn="strong_wolfe")
+        last: dict[str, torch.Tensor] = {}
 
         def closure():
             loss, w.grad, b.grad = self.loss_and_grad(w, b, lam_scaled)
+            last.update(w=w.detach().clone(), b=b.detach().clone(), gw=w.grad, gb=b.grad)
             return loss
 
         with torch.no_grad():
             opt.step(closure)
+            if not (torch.equal(last["w"], w) and torch.equal(last["b"], b)):  # the line search ended elsewhere
+                closure()
         n_iter = int(opt.state[w]["n_iter"])
+        converged = max(float(last["gw"].abs().max()), float(last["gb"].abs().max())) <= tol
         weight = w * self.scale
-        return Probe(weight, b - weight @ self.mean, float(lam), n_iter, n_iter < self.max_iter)
+        return Probe(weight, b - weight @ self.mean, float(lam), n_iter, converged)
 
 
 def top1(probe: Probe, x: torch.Tensor, y: np.ndarray) -> float:
@@ -160,30 +169,38 @@ def sweep(problem: ProbeProblem, x_val: torch.Tensor, y_val: np.ndarray, grid: n
     return Sweep(best, scores, probes, grid)
 
 
+def by_class(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(class, its indices in increasing order) for each class present, classes ascending; O(N log N)."""
+    y = np.asarray(labels)
+    order = np.argsort(y, kind="stable")
+    classes, starts = np.unique(y[order], return_index=True)
+    return [(int(c), idx) for c, idx in zip(classes, np.split(order, starts[1:]))]
+
+
 def stratified_split(labels: np.ndarray, proportion: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, validation indices): per class, ``round(n_c * proportion)`` seeded picks go to
     validation (at least 1 and at most n_c - 1 when n_c >= 2; none for singletons). Sorted."""
     y = np.asarray(labels)
     rng = np.random.default_rng(seed)
     val = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
+    for _, idx in by_class(y):
         k = round(len(idx) * proportion)
         k = min(max(k, 1), len(idx) - 1) if len(idx) >= 2 else 0
-        val.extend(rng.permutation(idx)[:k].tolist())
-    val_idx = np.sort(np.asarray(val, dtype=np.int64))
+        val.append(rng.permutation(idx)[:k])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
     train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
-    return train_idx, val_idx
+    return train_idx, val_idx.astype(np.int64)
 
 
 def fewshot_indices(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """k seeded picks per class (sorted indices); ``ValueError`` naming a class with fewer than k."""
-    y = np.asarray(labels)
+    """k seeded picks per class (sorted indices); ``ValueError`` naming a class with fewer than k, or
+    for k < 1."""
+    if k < 1:
+        raise ValueError(f"k={k}: expected at least 1 image per class")
     rng = np.random.default_rng(seed)
     out = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
+    for c, idx in by_class(labels):
         if len(idx) < k:
-            raise ValueError(f"class {int(c)} has {len(idx)} training images, fewer than k={k}")
-        out.extend(rng.permutation(idx)[:k].tolist())
-    return np.sort(np.asarray(out, dtype=np.int64))
+            raise ValueError(f"class {c} has {len(idx)} training images, fewer than k={k}")
+        out.append(rng.permutation(idx)[:k])
+    return np.sort(np.concatenate(out)).astype(np.int64) if out else np.zeros(0, dtype=np.int64)

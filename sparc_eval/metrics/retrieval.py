@@ -19,7 +19,7 @@ blocks), so a pair is never compared with a differently rounded copy of itself.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +110,7 @@ def new_accumulator(n: int, m: int) -> dict[str, torch.Tensor]:
             "t2i_gt": torch.zeros(m, dtype=torch.int64), "t2i_eq": torch.zeros(m, dtype=torch.int64)}
 
 
-def retrieval_counts(image_emb, text_emb, text_image: Sequence[int] | np.ndarray, block: int = 1024,
-                     progress: Callable[[int], None] | None = None) -> RetrievalCounts:
+def retrieval_counts(image_emb, text_emb, text_image: Sequence[int] | np.ndarray, block: int = 1024) -> RetrievalCounts:
     """Exact tie-aware counts for every query. ``image_emb`` and ``text_emb`` are tensors [N, D], [M, D]
     or row sources (then captions must already be grouped by image); ``text_image[j]`` is the image
     index of caption j; every image needs at least one caption. Memory: one image block and one
@@ -127,8 +126,6 @@ def retrieval_counts(image_emb, text_emb, text_image: Sequence[int] | np.ndarray
     acc = new_accumulator(n, m)
     for a, b in p.bounds:
         count_block(p, a, b, acc)
-        if progress is not None:
-            progress(b - a)
     inv = np.empty_like(order)
     inv[order] = np.arange(m)
     return RetrievalCounts(acc["i2t_gt"].numpy(), acc["i2t_eq"].numpy(), p.pos_tied.numpy(),
@@ -150,14 +147,26 @@ def hit_probability(gt: np.ndarray, eq: np.ndarray, pos_tied: np.ndarray | int, 
     return np.where(r <= 0, 0.0, 1.0 - miss)
 
 
+def hits_at_k(counts: RetrievalCounts, ks: Sequence[int]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Per-query hit probabilities: ({k: [N] for image queries}, {k: [M] for caption queries})."""
+    i2t = {k: hit_probability(counts.i2t_gt, counts.i2t_eq, counts.i2t_pos_tied, k) for k in ks}
+    t2i = {k: hit_probability(counts.t2i_gt, counts.t2i_eq, 1, k) for k in ks}
+    return i2t, t2i
+
+
+def recall_from_hits(i2t: Mapping[int, np.ndarray], t2i: Mapping[int, np.ndarray]) -> dict[str, float]:
+    """``i2t_R@k``, ``t2i_R@k`` and ``mean_R@k`` in percent from per-query hits (0/1 or probabilities)
+    for each k of ``i2t``."""
+    out: dict[str, float] = {}
+    for k in i2t:
+        a, b = 100 * float(np.mean(i2t[k])), 100 * float(np.mean(t2i[k]))
+        out[f"i2t_R@{k}"], out[f"t2i_R@{k}"], out[f"mean_R@{k}"] = a, b, (a + b) / 2
+    return out
+
+
 def recall_at_k(counts: RetrievalCounts, ks: Sequence[int]) -> dict[str, float]:
     """``i2t_R@k``, ``t2i_R@k`` and ``mean_R@k`` in percent."""
-    out: dict[str, float] = {}
-    for k in ks:
-        i2t = 100 * float(hit_probability(counts.i2t_gt, counts.i2t_eq, counts.i2t_pos_tied, k).mean())
-        t2i = 100 * float(hit_probability(counts.t2i_gt, counts.t2i_eq, 1, k).mean())
-        out[f"i2t_R@{k}"], out[f"t2i_R@{k}"], out[f"mean_R@{k}"] = i2t, t2i, (i2t + t2i) / 2
-    return out
+    return recall_from_hits(*hits_at_k(counts, ks))
 
 
 def chance_recall(caps_per_image: np.ndarray, k: int) -> dict[str, float]:

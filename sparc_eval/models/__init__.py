@@ -35,13 +35,24 @@ def loaders() -> dict[str, str]:
     return found
 
 
+_CHECKPOINT_FOLDERS = ("checkpoints", "checkpoint", "ckpts", "ckpt", "weights")
+
+
 def default_model_name(spec: str, pretrained: str | None) -> str:
-    """Slug of spec and pretrained (a file contributes its parent folder and stem)."""
+    """Slug of spec and pretrained. A file contributes its stem and the folder that names the run,
+    skipping a ``checkpoints`` folder (open_clip's ``logs/RUN/checkpoints/epoch_32.pt`` gives
+    ``RUN-epoch_32``), so two runs' same-named files get different names."""
     if pretrained:
         from pathlib import Path
 
         p = Path(pretrained)
-        tag = f"{p.parent.name}-{p.stem}" if p.suffix else p.name or pretrained
+        if p.suffix:
+            run = p.expanduser().absolute().parent
+            while run.name.lower() in _CHECKPOINT_FOLDERS and run.parent != run:
+                run = run.parent
+            tag = f"{run.name}-{p.stem}" if run.name else p.stem
+        else:
+            tag = p.name or pretrained
         return slug(f"{spec}-{tag}")
     return slug(spec)
 

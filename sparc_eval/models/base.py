@@ -87,8 +87,13 @@ class ModelAdapter:
 
     # -- public ----------------------------------------------------------------------------------
     def supports(self, capability: str) -> bool:
+        """Whether the model provides an optional output (one of ``CAPABILITIES``). The base class
+        checks that the adapter implements it; adapters whose support depends on the loaded model
+        (a ConvNet has no patch tokens) refine this."""
         names = {"image_features": "_encode_image_features", "image_patches": "_encode_image_patches",
                  "text_tokens": "_encode_text_tokens"}
+        if capability not in names:
+            raise ValueError(f"unknown capability {capability!r}; expected one of {CAPABILITIES}")
         method = names[capability]
         return getattr(type(self), method) is not getattr(ModelAdapter, method)
 
@@ -132,12 +137,20 @@ class ModelAdapter:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/"auto" -> cuda when available, else cpu; anything else as given (checked)."""
+    """``None``/"auto" -> cuda when available, else cpu; anything else as given, checked to exist."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SparcEvalError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise SparcEvalError(f"--device {device!r}: not a device; expected auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SparcEvalError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise SparcEvalError(f"--device {device}: this machine has {count} GPU(s), "
+                                 f"cuda:0 to cuda:{count - 1}")
     return dev
 
 

@@ -104,3 +104,17 @@ def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: 
         raise ModelLoadError(f"{path}: weights do not fit {what}: " + "; ".join(parts)
                              + ". Is this checkpoint for a different architecture?")
     module.load_state_dict(state, strict=True)
+
+
+def folder_weights_sha256(folder: Path | str) -> str:
+    """Identity of the weights saved in a model folder (``*.safetensors`` / ``*.bin``): the sha256 of
+    the single file, or a hash of every file's name and sha256 (sharded weights)."""
+    from ..fileio import sha256_file, sha256_json
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    if not files:
+        raise ModelLoadError(f"{folder}: no model weights (*.safetensors or *.bin) in the folder")
+    if len(files) == 1:
+        return sha256_file(files[0])
+    return sha256_json({f.name: sha256_file(f) for f in files})

@@ -10,7 +10,9 @@ before ``visual_projection``; SigLIP: its attention-pool head, which is also its
 outputs: CLIP patch embeddings are the final patch tokens after ``post_layernorm`` through
 ``visual_projection`` (``dense=direct``) or MaskCLIP's value path (``dense=maskclip``); token embeddings
 are the text model's final tokens through ``text_projection``. SigLIP: ``post_layernorm`` patch tokens
-(its joint space has the vision width) and text tokens through the text head.
+(its joint space has the vision width) and text tokens through the text head. A ``--resolution`` other
+than the model's interpolates the position embeddings (``interpolate_pos_encoding``). Needs
+transformers 5 (encoder layers take the attention mask by keyword).
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelLoadError
-from ..fileio import sha256_file, sha256_json
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability
+from .checkpoint_io import folder_weights_sha256
 from .transforms import apply_overrides, build_image_transform
 
 SUPPORTED = ("clip", "siglip")
@@ -43,10 +45,19 @@ def _features(out) -> torch.Tensor:
 
 
 class HFAdapter(ModelAdapter):
-    def __init__(self, model, tokenizer, model_type: str, context_length: int, dense: str = "direct", **kw):
+    """``interpolate``: the input resolution differs from the model's, so its position embeddings are
+    interpolated (transformers' ``interpolate_pos_encoding``)."""
+
+    def __init__(self, model, tokenizer, model_type: str, context_length: int, dense: str = "direct",
+                 interpolate: bool = False, **kw):
         super().__init__(**kw)
         self.model, self.tokenizer, self.model_type = model, tokenizer, model_type
-        self.context_length, self.dense = context_length, dense
+        self.context_length, self.dense, self.interpolate = context_length, dense, interpolate
+
+    def supports(self, capability: str) -> bool:
+        if capability == "image_patches" and self.model_type == "siglip" and self.dense == "maskclip":
+            return False
+        return super().supports(capability)
 
     def _tokenize(self, texts):
         padding = "max_length" if self.model_type == "siglip" else True
@@ -66,7 +77,8 @@ class HFAdapter(ModelAdapter):
         return [len(i) > self.context_length for i in ids]
 
     def _encode_images(self, images):
-        return _features(self.model.get_image_features(pixel_values=images))
+        return _features(self.model.get_image_features(pixel_values=images,
+                                                       interpolate_pos_encoding=self.interpolate))
 
     def _encode_texts(self, texts):
         enc = self._tokenize(texts)
@@ -75,23 +87,25 @@ class HFAdapter(ModelAdapter):
         return _features(self.model.get_text_features(**enc))
 
     def _encode_image_features(self, images):
-        return self.model.vision_model(pixel_values=images).pooler_output
+        return self.model.vision_model(pixel_values=images, interpolate_pos_encoding=self.interpolate).pooler_output
 
     def _encode_image_patches(self, images):
         vm = self.model.vision_model
         if self.model_type == "clip":
-            hidden = vm.embeddings(images)
+            hidden = vm.embeddings(images, interpolate_pos_encoding=self.interpolate)
             hidden = vm.pre_layrnorm(hidden)
             layers = list(vm.encoder.layers)
             for layer in layers[:-1]:
-                hidden = _layer_out(layer(hidden, None))
+                hidden = _layer_out(layer(hidden, attention_mask=None))
             last = layers[-1]
-            hidden = _maskclip_layer(last, hidden) if self.dense == "maskclip" else _layer_out(last(hidden, None))
+            hidden = (_maskclip_layer(last, hidden) if self.dense == "maskclip"
+                      else _layer_out(last(hidden, attention_mask=None)))
             tokens = self.model.visual_projection(vm.post_layernorm(hidden[:, 1:]))
         else:
             if self.dense == "maskclip":
                 raise UnsupportedCapability("dense=maskclip is defined for CLIP ViTs; SigLIP has no class token")
-            tokens = vm.post_layernorm(vm(pixel_values=images).last_hidden_state)
+            # last_hidden_state already has post_layernorm applied (SiglipVisionTransformer)
+            tokens = vm(pixel_values=images, interpolate_pos_encoding=self.interpolate).last_hidden_state
         n = tokens.shape[1]
         side = round(n ** 0.5)
         if side * side != n:
@@ -138,15 +152,6 @@ def _resolve_dir(name: str) -> Path:
         raise ModelLoadError(f"hf:{name}: not a folder, and not in the local Hugging Face cache; sparc-eval never "
                              f"downloads weights. Pass a folder saved with save_pretrained(), or fetch it once "
                              f"with `huggingface-cli download {name}`.") from None
-
-
-def _weights_sha(folder: Path) -> str:
-    files = sorted(list(folder.glob("*.safetensors")) + list(folder.glob("*.bin")))
-    if not files:
-        raise ModelLoadError(f"{folder}: no model weights (*.safetensors or *.bin) in the folder")
-    if len(files) == 1:
-        return sha256_file(files[0])
-    return sha256_json({f.name: sha256_file(f) for f in files})
 
 
 def _field(obj, key: str):
@@ -213,6 +218,11 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     pre, changed = apply_overrides(base, preprocessing)
     transform = build_image_transform(pre) if changed else _ProcessorTransform(ip)
     pre["image_pipeline"] = "torchvision" if changed else "hf_processor"
-    identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=_weights_sha(folder))
-    return HFAdapter(model, tok, mt, ctx, dense=dense, identity=identity, image_transform=transform,
-                     preprocessing=pre, device=device, precision=precision)
+    native = int(config.vision_config.image_size)
+    interpolate = int(pre["resolution"]) != native
+    if interpolate:
+        pre["resized"] = (f"position embeddings interpolated (transformers interpolate_pos_encoding) from {native} px "
+                          f"to {int(pre['resolution'])} px")
+    identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=folder_weights_sha256(folder))
+    return HFAdapter(model, tok, mt, ctx, dense=dense, interpolate=interpolate, identity=identity,
+                     image_transform=transform, preprocessing=pre, device=device, precision=precision)

@@ -6,10 +6,11 @@ in the local Hugging Face cache only; nothing is downloaded. Weights are loaded 
 ``checkpoint_io`` (never plain unpickling).
 
 Pre-projection features for ViTs: the pooled token after ``ln_post``, before ``proj``. Dense outputs
-for ViTs: patch embeddings are the final tokens after ``ln_post`` projected with the
+for ViTs without attention pooling (``supports`` says False for ConvNets and attention-pooled ViTs,
+so a suite records such tasks as unsupported): patch embeddings are the final tokens after ``ln_post`` projected with the
 visual projection (``dense=direct``), or MaskCLIP's value path (``dense=maskclip``, see
 ``encode_image_patches``); token embeddings are the text tower's final tokens after ``ln_final``
-projected with the text projection, masked to the non-padding positions.
+projected with the text projection, masked to the non-padding positions (the tower's ``pad_id``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 
 from ..errors import ModelLoadError, UnknownNameError
 from ..fileio import sha256_file, sha256_json
-from .base import ModelAdapter, ModelIdentity, PatchEmbeddings
+from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability
 from .checkpoint_io import WEIGHT_SUFFIXES, load_into, load_state_dict
 from .transforms import apply_overrides, build_image_transform
 
@@ -93,13 +94,30 @@ class OpenClipAdapter(ModelAdapter):
     def truncated(self, texts):
         return tokenizer_truncated(self.tokenizer, texts)
 
+    def _plain_vit(self) -> bool:
+        visual = self.model.visual
+        return (hasattr(visual, "conv1") and hasattr(visual, "transformer")
+                and getattr(visual, "attn_pool", None) is None)
+
+    def _text_tower(self):
+        """The open_clip text transformer whose tokens we read (None for Hugging Face text towers)."""
+        tower = getattr(self.model, "text", self.model)
+        transformer = getattr(tower, "transformer", None)
+        return tower if hasattr(transformer, "get_cast_dtype") and hasattr(tower, "token_embedding") else None
+
+    def supports(self, capability: str) -> bool:
+        if not super().supports(capability):
+            return False
+        if capability in ("image_patches", "image_features"):
+            return self._plain_vit()
+        return self._text_tower() is not None
+
     def _vit(self):
         visual = self.model.visual
-        if not hasattr(visual, "conv1") or not hasattr(visual, "transformer") or visual.attn_pool is not None:
-            from .base import UnsupportedCapability
-
-            raise UnsupportedCapability(f"model {self.identity.name!r}: dense patch embeddings need a plain "
-                                        f"open_clip VisionTransformer, found {type(visual).__name__}")
+        if not self._plain_vit():
+            raise UnsupportedCapability(f"model {self.identity.name!r}: patch tokens and pre-projection features "
+                                        f"need a plain open_clip VisionTransformer (no attention pooling), "
+                                        f"found {type(visual).__name__}")
         return visual
 
     def _encode_image_features(self, images):
@@ -125,8 +143,11 @@ class OpenClipAdapter(ModelAdapter):
         return PatchEmbeddings(tokens, (gh, gw))
 
     def _encode_text_tokens(self, texts):
+        tower = self._text_tower()
+        if tower is None:
+            raise UnsupportedCapability(f"model {self.identity.name!r}: per-token text embeddings need an open_clip "
+                                        f"text transformer, found {type(getattr(self.model, 'text', None)).__name__}")
         ids = self._tokens(texts)
-        tower = getattr(self.model, "text", self.model)
         cast = tower.transformer.get_cast_dtype()
         x = tower.token_embedding(ids).to(cast) + tower.positional_embedding.to(cast)
         x = tower.transformer(x, attn_mask=tower.attn_mask)
@@ -134,7 +155,7 @@ class OpenClipAdapter(ModelAdapter):
         proj = tower.text_projection
         if proj is not None:
             x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
-        return x, ids != 0
+        return x, ids != getattr(tower, "pad_id", 0)
 
 
 def maskclip_last_block(block, x: torch.Tensor) -> torch.Tensor:
@@ -200,7 +221,12 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
         state = model.state_dict()
         model = create(int(resolution))
         open_clip.model.resize_pos_embed(state, model)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:
+            raise ModelLoadError(f"open_clip:{arch}: --resolution {int(resolution)} needs a ViT (its position "
+                                 f"embeddings are interpolated); {type(model.visual).__name__} runs at its native "
+                                 f"{native} px only") from None
         resized = f"position embeddings interpolated (bicubic) from {native} px to {int(resolution)} px"
     model.eval().to(device)
     cfg = model.visual.preprocess_cfg

@@ -6,8 +6,9 @@ caption by its text. Its joint space is ``[scene one-hot (N scenes) | label one-
 kinds)]``:
 
 - an image embeds as its scene's one-hot (weight 3), plus the one-hot of its kind (weight 1) when it
-  holds a single shape (an image of the classification view: its kind's one-hot only), so a caption true of the image (cosine 3/sqrt(10) for a caption of one scene)
-  always beats a text that only names its kind (1/sqrt(10));
+  holds a single shape (an image of the classification view: its kind's one-hot only), so a caption
+  true of the image (cosine 3/sqrt(10) for a caption of one scene) always beats a text that only
+  names its kind (1/sqrt(10));
 - a caption (of the world, or a SugarCrepe positive, also after ARO's ``pre_caption``) embeds as the
   indicator of the scenes it is true of; any other text as the one-hot of the first kind it names
   (``background`` when it names none), so class prompts work;

@@ -3,8 +3,11 @@
 The callable receives the keyword arguments it declares among ``pretrained``, ``device``,
 ``precision``, ``seed`` and ``preprocessing``, and returns either a ``ModelAdapter`` or a tuple
 ``(module, image_transform, tokenizer)`` of an open_clip-style ``nn.Module`` (``encode_image``,
-``encode_text``) with its transform and tokenizer. Its identity hashes the callable's qualified
-name, the seed and ``--pretrained`` (the file's sha256 when it is a file).
+``encode_text``) with its transform and tokenizer (the module is moved to ``--device``). An adapter
+runs on ``--device`` when the callable takes ``device``, else on the device it was built for. Its
+identity hashes the callable's qualified name, the sha256 of the file that defines it (editing the
+model's code invalidates cached embeddings and results), the seed and ``--pretrained`` (the file's
+sha256 when it is a file).
 """
 from __future__ import annotations
 
@@ -76,6 +79,18 @@ def resolve_callable(target: str):
     return fn, qual
 
 
+def _source_sha256(fn) -> str | None:
+    """sha256 of the file defining ``fn`` (or its class, for a callable object); None without one."""
+    for obj in (inspect.unwrap(fn), type(fn)):
+        try:
+            source = inspect.getsourcefile(obj)
+        except TypeError:
+            continue
+        if source and Path(source).is_file():
+            return sha256_file(source)
+    return None
+
+
 def load(spec: str, pretrained: str | None = None, *, device: torch.device, precision: str, name: str,
          seed: int = 0, preprocessing: dict | None = None, **_ignored) -> ModelAdapter:
     fn, qual = resolve_callable(spec.split(":", 1)[1])
@@ -91,10 +106,13 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     else:
         pre_id = pretrained
     identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name,
-                             weights_sha256=sha256_json({"callable": qual, "seed": seed, "pretrained": pre_id}))
+                             weights_sha256=sha256_json({"callable": qual, "source": _source_sha256(fn), "seed": seed,
+                                                         "pretrained": pre_id}))
     if isinstance(built, ModelAdapter):
         built.identity = identity
-        built.device, built.precision = device, precision
+        if "device" in kwargs:  # otherwise its weights stay where the callable put them
+            built.device = device
+        built.precision = precision
         return built
     if isinstance(built, tuple) and len(built) == 3:
         return wrap_module(built[0], built[1], built[2], identity=identity, device=device, precision=precision)

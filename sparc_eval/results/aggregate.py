@@ -16,11 +16,13 @@ recompute it under resampling. Kinds:
 
 Resampling is over *clusters* (the ``cluster`` field of each record, e.g. the image id, so a
 caption follows its image): each bootstrap replicate draws clusters with replacement, which is
-equivalent to giving every cluster an integer multiplicity weight.
+equivalent to giving every cluster an integer multiplicity weight. The weights are drawn from one
+seeded stream and used ``BLOCK`` replicates at a time, so memory stays O(BLOCK x clusters).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
 
 import numpy as np
 
@@ -29,6 +31,7 @@ from ..errors import ResultsError
 KINDS = ("mean", "ratio", "classwise_ratio", "mean_of", "group_mean")
 N_BOOTSTRAP = 1000
 CONFIDENCE = 0.95
+BLOCK = 100
 
 
 class ClusterSums:
@@ -36,45 +39,30 @@ class ClusterSums:
 
     ``records`` is a sequence of dicts with a ``cluster`` key; ``clusters`` fixes the cluster order
     (defaults to first-seen order), so two result sets can be resampled with the same weights.
+    Records of clusters outside ``clusters`` are ignored, and so are fields that are absent or None.
+    Sums are accumulated in record order (``np.bincount``/``np.add.at``), as a loop over the records would.
     """
 
     def __init__(self, records: Sequence[Mapping], aggregations: Mapping[str, Mapping],
                  clusters: Sequence | None = None):
         self.aggregations = dict(aggregations)
         fields = _fields(self.aggregations)
-        grouped = {(spec["field"], spec["group"]) for spec in self.aggregations.values()
-                   if spec.get("kind") == "group_mean"}
-        if clusters is None:
-            clusters = list(dict.fromkeys(_cluster_of(r) for r in records))
-        self.clusters = list(clusters)
-        index = {c: i for i, c in enumerate(self.clusters)}
+        grouped = list(dict.fromkeys((spec["field"], spec["group"]) for spec in self.aggregations.values()
+                                     if spec.get("kind") == "group_mean"))
+        keys = [cluster_key(r.get("cluster", r.get("id"))) for r in records]
+        if clusters is None:  # first-seen order
+            index: dict = {}
+            rows = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=len(keys))
+        else:
+            index = {c: i for i, c in enumerate(clusters)}
+            rows = np.fromiter(map(index.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        self.clusters = list(index) if clusters is None else list(clusters)
         n = len(self.clusters)
         self.sums: dict[str, np.ndarray] = {}
         self.counts: dict[str, np.ndarray] = {}
-        cells: dict[tuple[str, str], dict[tuple[int, object], list[float]]] = {k: {} for k in grouped}
         for field, vector in fields.items():
-            width = None
-            for r in records:
-                if field in r:
-                    width = len(r[field]) if vector else None
-                    break
-            shape = (n, width) if vector and width is not None else (n,)
-            self.sums[field] = np.zeros(shape, dtype=np.float64)
-            self.counts[field] = np.zeros(n, dtype=np.float64)
-        for r in records:
-            c = index.get(_cluster_of(r))
-            if c is None:
-                continue
-            for field in fields:
-                if field in r and r[field] is not None:
-                    self.sums[field][c] += np.asarray(r[field], dtype=np.float64)
-                    self.counts[field][c] += 1
-            for (field, group), table in cells.items():
-                if r.get(field) is not None and r.get(group) is not None:
-                    cell = table.setdefault((c, r[group]), [0.0, 0.0])
-                    cell[0] += float(r[field])
-                    cell[1] += 1.0
-        self.grouped = {key: _grouped_matrices(table, n) for key, table in cells.items()}
+            self.sums[field], self.counts[field] = _field_sums(records, rows, field, vector, n)
+        self.grouped = {(f, g): _grouped_sums(records, rows, f, g, n) for f, g in grouped}
 
     @classmethod
     def from_arrays(cls, aggregations: Mapping[str, Mapping], clusters: Sequence, sums: Mapping[str, np.ndarray],
@@ -110,14 +98,10 @@ class ClusterSums:
                     sums, counts = self.grouped[(spec["field"], spec["group"])]
                     num = np.asarray(sums.T @ w.T).T
                     den = np.asarray(counts.T @ w.T).T
-                    valid = den > 0
-                    per_group = np.where(valid, num / np.where(valid, den, 1), 0.0)
-                    out[name] = scale * _div(per_group.sum(axis=1), valid.sum(axis=1))
+                    per_group = _div(num, den, fill=0.0)
+                    out[name] = scale * _div(per_group.sum(axis=1), (den > 0).sum(axis=1))
                 elif kind == "classwise_ratio":
-                    num = w @ self.sums[spec["num"]]
-                    den = w @ self.sums[spec["den"]]
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        per_class = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+                    per_class = _div(w @ self.sums[spec["num"]], w @ self.sums[spec["den"]])
                     valid = ~np.isnan(per_class)
                     total = np.where(valid, per_class, 0).sum(axis=1)
                     out[name] = scale * _div(total, valid.sum(axis=1))
@@ -128,27 +112,64 @@ class ClusterSums:
         return out
 
 
-def _grouped_matrices(table: Mapping[tuple[int, object], list[float]], n_clusters: int):
-    """Sparse [n_clusters, n_groups] sums and counts from {(cluster, group): [sum, count]}."""
-    from scipy import sparse
-
-    codes = {g: i for i, g in enumerate(dict.fromkeys(g for _, g in table))}
-    rows = [c for c, _ in table]
-    cols = [codes[g] for _, g in table]
-    shape = (n_clusters, len(codes))
-    sums = sparse.csr_matrix(([v[0] for v in table.values()], (rows, cols)), shape=shape)
-    counts = sparse.csr_matrix(([v[1] for v in table.values()], (rows, cols)), shape=shape)
+def _field_sums(records: Sequence[Mapping], rows: np.ndarray, field: str, vector: bool, n: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums ``[n]`` (``[n, C]`` for per-class lists) and counts ``[n]`` of one field;
+    ``rows`` [len(records)] is each record's cluster index (-1: not counted)."""
+    values = [r.get(field) for r in records]
+    keep = np.fromiter((v is not None for v in values), dtype=bool, count=len(values)) & (rows >= 0)
+    at = rows[keep]
+    kept = [v for v, k in zip(values, keep.tolist()) if k]
+    counts = np.bincount(at, minlength=n).astype(np.float64)
+    try:
+        width = next((len(v) for v in values if v is not None), None) if vector else None
+        data = np.asarray(kept, dtype=np.float64).reshape(len(kept), *(() if width is None else (width,)))
+    except (TypeError, ValueError):
+        raise ResultsError(f"record field {field!r}: expected {'per-class lists of one length' if vector else 'numbers'}"
+                           f" in every record") from None
+    if width is None:
+        return np.bincount(at, weights=data, minlength=n), counts
+    sums = np.zeros((n, width), dtype=np.float64)
+    np.add.at(sums, at, data)
     return sums, counts
 
 
-def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def _grouped_sums(records: Sequence[Mapping], rows: np.ndarray, field: str, group: str, n: int):
+    """Sparse [n, n_groups] sums and counts of ``field`` per (cluster, ``group`` value); groups are
+    numbered in first-seen order."""
+    from scipy import sparse
+
+    values = [r.get(field) for r in records]
+    groups = [r.get(group) for r in records]
+    keep = np.flatnonzero(np.fromiter((v is not None and g is not None for v, g in zip(values, groups)), dtype=bool,
+                                      count=len(records)) & (rows >= 0))
+    kept = [groups[i] for i in keep]
+    codes = {g: i for i, g in enumerate(dict.fromkeys(kept))}
+    n_groups = max(len(codes), 1)
+    col = np.fromiter(map(codes.__getitem__, kept), dtype=np.int64, count=len(kept))
+    cell, inverse = np.unique(rows[keep] * n_groups + col, return_inverse=True)
+    data = np.asarray([values[i] for i in keep], dtype=np.float64)
+    where = (cell // n_groups, cell % n_groups)
+    shape = (n, len(codes))
+    sums = sparse.csr_matrix((np.bincount(inverse, weights=data, minlength=len(cell)), where), shape=shape)
+    counts = sparse.csr_matrix((np.bincount(inverse, minlength=len(cell)).astype(np.float64), where), shape=shape)
+    return sums, counts
+
+
+def _div(num: np.ndarray, den: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """``num / den`` where ``den > 0``, else ``fill``."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+        return np.where(den > 0, num / np.where(den > 0, den, 1), fill)
 
 
-def _cluster_of(record: Mapping):
-    c = record.get("cluster", record.get("id"))
-    return tuple(c) if isinstance(c, list) else c
+def cluster_key(cluster: object) -> object:
+    """A cluster id as a hashable key (JSON lists become tuples)."""
+    return tuple(cluster) if isinstance(cluster, list) else cluster
+
+
+def cluster_of(record: Mapping) -> object:
+    """The bootstrap cluster of a record: its ``cluster`` (else its ``id``), as a key."""
+    return cluster_key(record.get("cluster", record.get("id")))
 
 
 def _fields(aggregations: Mapping[str, Mapping]) -> dict[str, bool]:
@@ -167,13 +188,33 @@ def _fields(aggregations: Mapping[str, Mapping]) -> dict[str, bool]:
     return fields
 
 
+def bootstrap_blocks(n_clusters: int, n: int = N_BOOTSTRAP, seed: int = 0, block: int = BLOCK) -> Iterator[np.ndarray]:
+    """The ``bootstrap_weights`` matrix, ``block`` rows at a time (memory O(block x n_clusters)): one
+    seeded stream, replicate after replicate, so the rows are the same whatever the block size."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, block):
+        w = np.empty((min(block, n - start), n_clusters), dtype=np.float32)
+        for b in range(len(w)):
+            w[b] = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
+        yield w
+
+
 def bootstrap_weights(n_clusters: int, n: int = N_BOOTSTRAP, seed: int = 0) -> np.ndarray:
     """``[n, n_clusters]`` multiplicities of clusters drawn with replacement, seeded."""
-    rng = np.random.default_rng(seed)
-    w = np.empty((n, n_clusters), dtype=np.float32)
-    for b in range(n):
-        w[b] = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
-    return w
+    return np.concatenate(list(bootstrap_blocks(n_clusters, n, seed)), axis=0) if n else \
+        np.empty((0, n_clusters), dtype=np.float32)
+
+
+def replicates(sums: Sequence[ClusterSums], seed: int = 0, n: int = N_BOOTSTRAP, block: int = BLOCK
+               ) -> list[dict[str, np.ndarray]]:
+    """Bootstrap replicates ``{metric: [n]}`` of each of ``sums`` (same clusters), all resampled with the
+    same weights, computed ``block`` replicates at a time."""
+    parts: list[dict[str, list[np.ndarray]]] = [{} for _ in sums]
+    for w in bootstrap_blocks(len(sums[0].clusters), n, seed, block):
+        for s, out in zip(sums, parts):
+            for k, v in s.compute(w).items():
+                out.setdefault(k, []).append(v)
+    return [{k: np.concatenate(v) for k, v in out.items()} for out in parts]
 
 
 def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -187,17 +228,13 @@ def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> 
 
 
 def intervals(records: Sequence[Mapping], aggregations: Mapping[str, Mapping], seed: int = 0,
-              n: int = N_BOOTSTRAP, block: int = 100) -> dict[str, list[float]]:
+              n: int = N_BOOTSTRAP, block: int = BLOCK) -> dict[str, list[float]]:
     """95% bootstrap intervals of each aggregated metric, resampling clusters (seeded)."""
     sums = ClusterSums(records, aggregations)
     if not sums.clusters:
         return {}
-    samples: dict[str, list[np.ndarray]] = {}
-    weights = bootstrap_weights(len(sums.clusters), n, seed)
-    for start in range(0, n, block):
-        for k, v in sums.compute(weights[start:start + block]).items():
-            samples.setdefault(k, []).append(v)
-    return {k: list(percentile_interval(np.concatenate(v))) for k, v in samples.items()}
+    (samples,) = replicates([sums], seed, n, block)
+    return {k: list(percentile_interval(v)) for k, v in samples.items()}
 
 
 def paired_bootstrap(a: ClusterSums, b: ClusterSums, seed: int = 0, n: int = N_BOOTSTRAP) -> dict[str, dict]:
@@ -210,8 +247,7 @@ def paired_bootstrap(a: ClusterSums, b: ClusterSums, seed: int = 0, n: int = N_B
     if list(a.clusters) != list(b.clusters):
         raise ValueError("a paired bootstrap needs the same clusters in the same order on both sides")
     point_a, point_b = a.compute(), b.compute()
-    w = bootstrap_weights(len(a.clusters), n, seed)
-    da, db = a.compute(w), b.compute(w)
+    da, db = replicates([a, b], seed, n)
     out = {}
     for k in (k for k in da if k in db):
         d = db[k] - da[k]
@@ -225,17 +261,3 @@ def paired_bootstrap(a: ClusterSums, b: ClusterSums, seed: int = 0, n: int = N_B
         out[k] = {"a": float(point_a[k][0]), "b": float(point_b[k][0]), "diff": diff, "lo": lo, "hi": hi,
                   "p_value": p, "n_clusters": len(a.clusters)}
     return out
-
-
-def paired_differences(records_a: Sequence[Mapping], aggs_a: Mapping[str, Mapping],
-                       records_b: Sequence[Mapping], aggs_b: Mapping[str, Mapping],
-                       seed: int = 0, n: int = N_BOOTSTRAP) -> dict[str, dict[str, float]]:
-    """``paired_bootstrap`` of two record sets over the clusters both share (in ``records_a``'s order)."""
-    seen_a = list(dict.fromkeys(_cluster_of(r) for r in records_a))
-    in_b = {_cluster_of(r) for r in records_b}
-    shared = [c for c in seen_a if c in in_b]
-    common = {k: v for k, v in aggs_a.items() if k in aggs_b}
-    if not shared or not common:
-        return {}
-    return paired_bootstrap(ClusterSums(records_a, common, shared),
-                            ClusterSums(records_b, {k: aggs_b[k] for k in common}, shared), seed, n)

@@ -6,14 +6,17 @@ A baseline is one self-contained JSON file (commit it; CI needs nothing else)::
      "results": [
        {"result": <the result JSON without "details" and "samples">,
         "clusters": {"ids": [cluster ids], "count": [records per cluster],
-                     "fields": {field: {"sum": [...], "count": [...] if it differs}}} | null},
+                     "fields": {field: {"sum": [...], "count": [...] if it differs}},
+                     "grouped": [{"field", "group", "rows", "cols", "sum", "count"}, ...] if any} | null},
        ...]}
 
 ``clusters`` holds, per cluster (image) of the per-sample records, the sums and counts of every record
-field the result's ``aggregations`` use: exactly what the bootstrap resamples, so ``check`` runs a paired
-bootstrap against new per-sample records without the old samples files, for every aggregation kind
-(mean, ratio, classwise_ratio, mean_of). It is ``null`` when the result had no per-sample records;
-``check`` then falls back to the stored 95% intervals. One result per line, so diffs stay readable.
+field the result's ``aggregations`` use, and for ``group_mean`` the non-zero (cluster, group) cells
+(``rows``/``cols`` index the clusters and the groups): exactly what the bootstrap resamples, so
+``check`` runs a paired bootstrap against new per-sample records without the old samples files, for
+every aggregation kind (mean, ratio, classwise_ratio, mean_of, group_mean). It is ``null`` when the
+result had no per-sample records; ``check`` then falls back to the stored 95% intervals. One result
+per line, so diffs stay readable. Only full runs are stored: partial (``--limit``) runs are left out.
 """
 from __future__ import annotations
 
@@ -59,10 +62,17 @@ def baseline_record(entry: Entry) -> dict:
 
 
 def save_baseline(collection: Collection, path: Path | str, warn: Callable[[str], None] | None = None) -> Path:
-    """Write a baseline of every result in ``collection`` (one per (model, task): see ``collect.pick``)."""
-    kept, conflicts = pick(collection.entries)
-    for c in conflicts:
-        if warn is not None:
+    """Write a baseline of every full result in ``collection`` (one per (model, task): see ``collect.pick``);
+    partial (``--limit``) runs are left out with a warning, and a ``ResultsError`` when nothing else is left."""
+    kept, conflicts = pick(e for e in collection.entries if not e.partial)
+    partial = sorted(e.label for e in collection.entries if e.partial)
+    if not kept:
+        raise ResultsError(f"no full results to save: the {len(partial)} result(s) are all partial (--limit) runs; "
+                           f"a baseline needs full runs")
+    if warn is not None:
+        if partial:
+            warn(f"warning: {len(partial)} partial (--limit) result(s) left out of the baseline: {', '.join(partial)}")
+        for c in conflicts:
             warn(f"warning: {c.kept.model} / {c.kept.task}: {c.describe()}")
     items = [baseline_record(kept[k]) for k in sorted(kept)]
     sources = sorted({e.label.split("/", 1)[0] for e in kept.values()})

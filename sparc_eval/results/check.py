@@ -5,9 +5,11 @@ registry: CHAIR is lower-is-better) exceeds the tolerance (absolute metric point
 interval of the difference lies entirely on the bad side of 0 (paired bootstrap over the shared
 images when per-sample data exist on both sides, else the two stored intervals combined; with
 neither, the tolerance alone decides). *Improved* is the mirror image; anything else is
-*unchanged*. A (model, task) of the baseline that has no result now is *missing*; one whose task
-version, task config hash or dataset fingerprint changed is reported as such instead of being
-compared. All of these fail the check; results not in the baseline are listed as *new*.
+*unchanged*. A (model, task) of the baseline that has no full result now is *missing* (partial
+``--limit`` runs are never checked); one whose task version, task config hash, dataset fingerprint
+or seed changed is reported as such instead of being compared. All of these fail the check; results
+not in the baseline are listed as *new*. With a list of metrics, a task is gated on those of the
+list its baseline result reports.
 
 Tolerances come from a YAML file (``yaml.safe_load``)::
 
@@ -30,10 +32,10 @@ from ..errors import ConfigError, ResultsError
 from .baseline import Baseline
 from .collect import Collection, Entry, pick
 from .leaderboard import metric_direction
-from .paired import Difference, from_intervals, paired_with_sums
+from .paired import Difference, differences, select_metrics
 
 DEFAULT_TOLERANCE = 1.0
-FAILING = ("regressed", "missing", "version_changed", "config_changed", "dataset_changed")
+FAILING = ("regressed", "missing", "version_changed", "config_changed", "dataset_changed", "seed_changed")
 STATUSES = FAILING + ("improved", "unchanged", "new")
 _TOP_KEYS = {"tolerance", "metrics", "tasks"}
 _TASK_KEYS = {"tolerance", "metrics", "per_metric"}
@@ -51,11 +53,8 @@ class Rule:
         return self.per_metric.get(metric, self.tolerance)
 
     def select(self, entry: Entry) -> list[str]:
-        if self.metrics == "main":
-            return [entry.main_metric]
-        if self.metrics == "all":
-            return [entry.main_metric] + sorted(k for k in entry.result["metrics"] if k != entry.main_metric)
-        return list(self.metrics)
+        """The metrics of the baseline ``entry`` to gate (see ``paired.select_metrics``)."""
+        return select_metrics(entry, self.metrics)
 
 
 @dataclass
@@ -187,20 +186,16 @@ def _identity_row(base: Entry, cur: Entry) -> CheckRow | None:
     if cur.fingerprint != base.fingerprint:
         return CheckRow("dataset_changed", model, task, message=(
             f"dataset {_dataset_text(base)} in the baseline, {_dataset_text(cur)} in {cur.label}"))
+    if cur.seed != base.seed:
+        return CheckRow("seed_changed", model, task, message=(
+            f"seed {base.seed} in the baseline, {cur.seed} in {cur.label}: numbers are not comparable; "
+            f"run with --seed {base.seed} or save a new baseline"))
     return None
 
 
 def _metric_rows(base: Entry, cur: Entry, sums, rule: Rule, seed: int, warnings: list[str]) -> list[CheckRow]:
     metrics = rule.select(base)
-    paired: dict[str, Difference] = {}
-    if sums is not None:
-        try:
-            records = cur.records()
-        except ResultsError as e:
-            records = []
-            warnings.append(f"warning: {e}; using the stored intervals instead of a paired bootstrap")
-        if records and cur.aggregations:
-            paired = paired_with_sums(sums, records, cur.aggregations, metrics, seed)
+    diffs, _ = differences(base, cur, metrics, seed, sums_a=sums, warn=warnings.append)
     rows = []
     for k in metrics:
         hib = metric_direction(k)[0]
@@ -211,7 +206,7 @@ def _metric_rows(base: Entry, cur: Entry, sums, rule: Rule, seed: int, warnings:
             rows.append(CheckRow("missing", base.model, base.task, k, b, c, None, tol, hib,
                                  f"metric {k} is not in {where}"))
             continue
-        d = paired.get(k) or from_intervals(k, b, c, base.interval(k), cur.interval(k))
+        d = diffs[k]
         worse = -d.diff if hib else d.diff
         if d.has_noise:
             bad_side, good_side = (d.hi < 0, d.lo > 0) if hib else (d.lo > 0, d.hi < 0)
@@ -232,6 +227,21 @@ def _metric_rows(base: Entry, cur: Entry, sums, rule: Rule, seed: int, warnings:
     return rows
 
 
+def _unused_metrics(rules: Rules, baseline: Baseline) -> list[str]:
+    """Warnings for listed metrics that none of the baseline results they apply to reports (a typo?)."""
+    reported: dict[str, set[str]] = {}
+    for (_, task), e in baseline.entries.items():
+        reported.setdefault(task, set()).update(e.result["metrics"])
+    found: dict[str, bool] = {}
+    for task, keys in reported.items():
+        metrics = rules.for_task(task).metrics
+        if isinstance(metrics, list):
+            for k in metrics:
+                found[k] = found.get(k, False) or k in keys
+    return [f"warning: metric {k!r} (--metrics or tolerances) is in none of the baseline results it applies to; "
+            f"it gates nothing" for k, ok in sorted(found.items()) if not ok]
+
+
 def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = None,
               model_map: Mapping[str, str] | None = None, seed: int = 0) -> CheckReport:
     """Compare ``collection`` with ``baseline``.
@@ -241,8 +251,13 @@ def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = 
     """
     rules = rules or Rules()
     mapping = dict(model_map or {})
-    kept, conflicts = pick(collection.entries)
+    kept, conflicts = pick(e for e in collection.entries if not e.partial)
     warnings = [f"warning: {c.kept.model} / {c.kept.task}: {c.describe()}" for c in conflicts]
+    partial = [e for e in collection.entries if e.partial and (not mapping or e.model in mapping)]
+    if partial:
+        warnings.append(f"warning: {len(partial)} partial (--limit) result(s) not checked: "
+                        f"{', '.join(sorted(e.label for e in partial))}")
+    partial_keys = {(mapping.get(e.model, e.model), e.task) for e in partial}
     if mapping:
         unknown = sorted(set(mapping.values()) - set(baseline.models))
         if unknown:
@@ -254,9 +269,11 @@ def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = 
     for key in sorted(k for k in baseline.entries if k[0] in wanted):
         base, cur = baseline.entries[key], current.get(key)
         if cur is None:
+            only_partial = key in partial_keys
             rows.append(CheckRow("missing", *key, metric=base.main_metric, baseline=base.value(),
                                  higher_is_better=metric_direction(base.main_metric)[0],
-                                 message=f"no result for model {key[0]!r}, task {key[1]!r} in the results checked"))
+                                 message=f"no {'full (only a partial --limit) ' if only_partial else ''}result for "
+                                         f"model {key[0]!r}, task {key[1]!r} in the results checked"))
             continue
         problem = _identity_row(base, cur)
         if problem is not None:
@@ -268,6 +285,7 @@ def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = 
         rows.append(CheckRow("new", *key, metric=e.main_metric, current=e.value(),
                              higher_is_better=metric_direction(e.main_metric)[0],
                              message=f"{e.label} is not in the baseline"))
+    warnings += _unused_metrics(rules, baseline)
     order = {s: i for i, s in enumerate(STATUSES)}
     rows.sort(key=lambda r: (order[r.status], r.model, r.task, r.metric))
     return CheckReport(rows, baseline, warnings)

@@ -9,13 +9,13 @@ from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from .check import CheckReport, CheckRow
-from .formatting import DASH, arrow, interval, num, signed
+from .formatting import DASH, arrow, interval, markdown_code, num, signed
 from .formatting import markdown_escape as md
 
 COLOURS = {"regressed": "red", "missing": "red", "version_changed": "red", "config_changed": "red",
-           "dataset_changed": "red", "improved": "green", "unchanged": "", "new": "cyan"}
+           "dataset_changed": "red", "seed_changed": "red", "improved": "green", "unchanged": "", "new": "cyan"}
 ICONS = {"regressed": "🔴", "missing": "⚠️", "version_changed": "⚠️", "config_changed": "⚠️", "dataset_changed": "⚠️",
-         "improved": "🟢", "unchanged": "⚪", "new": "🆕"}
+         "seed_changed": "⚠️", "improved": "🟢", "unchanged": "⚪", "new": "🆕"}
 _USER_TEXT = (1, 2, 3, 10)
 HEAD = ("status", "model", "task", "metric", "baseline", "current", "Δ", "95% CI of Δ", "p", "tolerance", "note")
 
@@ -89,7 +89,7 @@ def markdown_summary(report: CheckReport, digits: int = 2) -> str:
     """A Markdown summary for a pull-request comment: verdict, notable rows, unchanged rows folded."""
     icon = "❌" if report.failed else "✅"
     out = [f"### {icon} sparc-eval {md(report.summary())}", "",
-           (f"Baseline `{md(report.baseline.path.name)}` (created {md(report.baseline.created or '?')}, "
+           (f"Baseline {markdown_code(report.baseline.path.name)} (created {md(report.baseline.created or '?')}, "
             f"{len(report.baseline.entries)} results). Noise: {md(_noise_text(report))}. A metric regresses only "
             f"when the change exceeds its tolerance and its 95% interval excludes 0."), ""]
     notable = [r for r in report.rows if r.status != "unchanged"]

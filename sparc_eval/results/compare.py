@@ -1,17 +1,19 @@
 """Paired differences of two result sets (``sparc-eval compare A B``), with intervals and significance.
 
 Pairing: when each side holds one model, its results are paired by task; otherwise by (model, task).
-A pair on the same dataset (equal fingerprints) with per-sample records on both sides gets a paired
-bootstrap over the shared images (``aggregate.paired_differences``: 1000 seeded replicates, 95%
-percentile interval, two-sided p-value); otherwise the two stored intervals are combined (unpaired,
-normal approximation). Significant means the 95% interval of ``B - A`` excludes 0. p-values are not
-adjusted for the number of comparisons.
+Only full runs are compared (partial ``--limit`` runs are left out with a warning). A pair on the
+same dataset (equal fingerprints) with per-sample records on both sides gets a paired bootstrap over
+the shared images (``paired.differences``: 1000 seeded replicates, 95% percentile interval,
+two-sided p-value); otherwise the two stored intervals are combined (unpaired, normal
+approximation). Pairs whose task version, config or seed differ are compared with a note.
+Significant means the 95% interval of ``B - A`` excludes 0. p-values are not adjusted for the number
+of comparisons.
 """
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -19,12 +21,11 @@ from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from ..errors import ResultsError
-from .aggregate import paired_differences
-from .collect import Collection, Entry, pick
+from .collect import Collection, Entry, Key, pick
 from .formatting import DASH, arrow, interval, num, signed
 from .formatting import markdown_escape as md
 from .leaderboard import metric_direction
-from .paired import Difference, from_intervals
+from .paired import Difference, differences, select_metrics
 
 
 @dataclass
@@ -43,19 +44,19 @@ class CompareRow:
         return "B" if (self.difference.diff > 0) == self.higher_is_better else "A"
 
 
-def _metrics(a: Entry, b: Entry, which: str | Sequence[str]) -> list[str]:
-    if which == "main":
-        keys = [a.main_metric]
-    elif which == "all":
-        keys = [a.main_metric] + sorted(k for k in a.result["metrics"] if k != a.main_metric)
-    else:
-        keys = list(which)
-    return [k for k in keys if k in a.result["metrics"] and k in b.result["metrics"]]
+def _full(c: Collection, side: str, warn: Callable[[str], None] | None) -> dict[Key, Entry]:
+    """One full run per (model, task) of one side; its partial runs are reported and left out."""
+    kept, _ = pick(e for e in c.entries if not e.partial)
+    partial = sorted(e.label for e in c.entries if e.partial)
+    if partial and warn is not None:
+        warn(f"warning: {side}: {len(partial)} partial (--limit) result(s) not compared: {', '.join(partial)}")
+    if not kept:
+        raise ResultsError(f"nothing to compare: {side} holds only partial (--limit) results; compare full runs")
+    return kept
 
 
-def _pairs(a: Collection, b: Collection) -> list[tuple[Entry, Entry]]:
-    kept_a, _ = pick(a.entries)
-    kept_b, _ = pick(b.entries)
+def _pairs(a: Collection, b: Collection, warn: Callable[[str], None] | None = None) -> list[tuple[Entry, Entry]]:
+    kept_a, kept_b = _full(a, "A", warn), _full(b, "B", warn)
     models_a, models_b = {m for m, _ in kept_a}, {m for m, _ in kept_b}
     if len(models_a) == 1 and len(models_b) == 1:
         by_task_b = {t: e for (_, t), e in kept_b.items()}
@@ -69,31 +70,25 @@ def _pairs(a: Collection, b: Collection) -> list[tuple[Entry, Entry]]:
     return pairs
 
 
-def compare(a: Collection, b: Collection, metrics: str | Sequence[str] = "main", seed: int = 0) -> list[CompareRow]:
-    """Differences ``B - A`` per paired (model, task) and metric."""
+def _identity_notes(a: Entry, b: Entry) -> list[str]:
+    notes = []
+    if a.version != b.version or a.config_sha256 != b.config_sha256:
+        notes.append(f"task version/config differ (v{a.version} {a.config_sha256[:8]} vs "
+                     f"v{b.version} {b.config_sha256[:8]}): may not be comparable")
+    if a.seed != b.seed:
+        notes.append(f"seeds differ ({a.seed} vs {b.seed}): may not be comparable")
+    return notes
+
+
+def compare(a: Collection, b: Collection, metrics: str | Sequence[str] = "main", seed: int = 0,
+            warn: Callable[[str], None] | None = None) -> list[CompareRow]:
+    """Differences ``B - A`` per paired (model, task) and metric (those of ``metrics`` both report)."""
     rows = []
-    for ea, eb in _pairs(a, b):
-        keys = _metrics(ea, eb, metrics)
-        notes = []
-        if ea.version != eb.version or ea.config_sha256 != eb.config_sha256:
-            notes.append(f"task version/config differ (v{ea.version} {ea.config_sha256[:8]} vs "
-                         f"v{eb.version} {eb.config_sha256[:8]}): may not be comparable")
-        paired: dict = {}
-        if ea.fingerprint != eb.fingerprint:
-            notes.append("datasets differ: unpaired")
-        else:
-            ra, rb = ea.records(), eb.records()
-            if ra and rb and ea.aggregations and eb.aggregations:
-                paired = paired_differences(ra, ea.aggregations, rb, eb.aggregations, seed=seed)
-            else:
-                notes.append("no per-sample records on both sides: unpaired")
-        for k in keys:
-            p = paired.get(k)
-            if p is not None:
-                d = Difference(k, p["a"], p["b"], p["diff"], p["lo"], p["hi"], p["p_value"], p["n_clusters"], "paired")
-            else:
-                d = from_intervals(k, ea.value(k), eb.value(k), ea.interval(k), eb.interval(k))
-            rows.append(CompareRow(ea, eb, d, metric_direction(k)[0], "; ".join(notes)))
+    for ea, eb in _pairs(a, b, warn):
+        keys = [k for k in select_metrics(ea, metrics) if k in eb.result["metrics"]]
+        diffs, notes = differences(ea, eb, keys, seed, warn=warn)
+        note = "; ".join(_identity_notes(ea, eb) + notes)
+        rows += [CompareRow(ea, eb, diffs[k], metric_direction(k)[0], note) for k in keys]
     return rows
 
 

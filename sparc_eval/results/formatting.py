@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 DASH = "–"
 
@@ -46,13 +47,23 @@ def markdown_escape(text: object) -> str:
     return "".join(_MARKDOWN.get(c, c) for c in str(text))
 
 
+def markdown_code(text: object) -> str:
+    """User text as an inline code span, shown verbatim (backslash escapes are not processed inside
+    one): fenced by more backticks than the text's longest run of them; line breaks become spaces."""
+    s = str(text).replace("\r", " ").replace("\n", " ")
+    fence = "`" * (max(map(len, re.findall("`+", s)), default=0) + 1)
+    pad = " " if s[:1] == "`" or s[-1:] == "`" else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-          ">": r"\textgreater{}", "|": r"\textbar{}", "\n": " ", "\r": " "}
+          ">": r"\textgreater{}", "|": r"\textbar{}", "[": "{[}", "]": "{]}", "\n": " ", "\r": " "}
 
 
 def latex_escape(text: object) -> str:
-    """User text safe in LaTeX body text (all ten special characters, plus < > |)."""
+    """User text safe in LaTeX body text (all ten special characters, plus < > | and [ ], which would
+    otherwise be read as the optional argument of a preceding ``\\``)."""
     return "".join(_LATEX.get(c, c) for c in str(text))
 
 

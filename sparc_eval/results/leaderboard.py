@@ -8,9 +8,11 @@ LaTeX, HTML) only format. Decisions made here:
   ``groups`` that hold at least two of the board's tasks), then one per task. A model lacking a
   task gets no value for the aggregates that contain it (never a mean over a subset).
   Lower-is-better main metrics (CHAIR) are left out of an aggregate that also holds
-  higher-is-better ones, and a note says so. A group's chance level is the mean of its tasks'.
+  higher-is-better ones, and a note says so; so are suite tasks that nobody has results for (their
+  column stays, empty). A group's chance level is the mean of its tasks'.
 - Rank by ``Average`` (by the task itself when the board has one task), direction-aware; ties share
   the lower rank; models without a value are unranked. The best value of each column is marked.
+  Values that agree to ``TIE_DECIMALS`` (9) decimals tie, for the rank and the best mark alike.
 - Partial (``--limit``) results form their own table: no rank, no best marks, deltas only against
   the baseline model's own partial results.
 - Flags: several results for one (model, task) that differ (task version, config hash, dataset or
@@ -34,6 +36,7 @@ from ..errors import ResultsError, UnknownNameError
 from .collect import Collection, Entry, Key, pick
 
 AVERAGE = "average"
+TIE_DECIMALS = 9
 
 
 @dataclass
@@ -256,19 +259,19 @@ def _table(kept: Mapping[Key, Entry], columns: Sequence[Column], refs: Mapping[s
                 if bad and not math.isnan(frame.at[m, c.key]):
                     flags[(m, c.key)] = [f"includes flagged result(s): {', '.join(bad)}"]
     n_tasks = frame[[c.key for c in tasks]].notna().sum(axis=1)
+    tied = frame.round(TIE_DECIMALS)
     rank_col = next((c for c in columns if c.key == AVERAGE), tasks[0] if len(tasks) == 1 else None)
     if ranked and rank_col is not None:
-        rank = frame[rank_col.key].rank(ascending=not rank_col.higher_is_better, method="min")
+        rank = tied[rank_col.key].rank(ascending=not rank_col.higher_is_better, method="min")
     else:
         rank = pd.Series(np.nan, index=models)
     order = sorted(models, key=lambda m: (math.isnan(rank[m]), rank[m] if not math.isnan(rank[m]) else 0, m.lower(), m))
     best = pd.DataFrame(False, index=models, columns=keys)
     if ranked:
         for c in columns:
-            s = frame[c.key]
+            s = tied[c.key]
             if s.notna().sum() >= 2:
-                target = s.max() if c.higher_is_better else s.min()
-                best[c.key] = np.isclose(s.to_numpy(), target, rtol=0, atol=1e-9) & s.notna().to_numpy()
+                best[c.key] = (s == (s.max() if c.higher_is_better else s.min())).to_numpy()
     delta = frame.sub(frame.loc[baseline], axis=1) if baseline is not None and baseline in models else None
 
     def reorder(df: pd.DataFrame) -> pd.DataFrame:
@@ -313,16 +316,17 @@ def build(source: Collection | Sequence[Entry], *, suite=None, baseline: str | N
     refs_part = {t: _reference(es) for t, es in _by_task(kept_part).items()}
     missing = [t for t in tasks if t not in refs_full and t not in refs_part]
     if missing:
-        notes.append(f"no results for task(s): {', '.join(missing)}")
+        notes.append(f"no results for task(s): {', '.join(missing)}; left out of Average and the group means")
     task_cols = _task_columns(tasks, {**refs_part, **refs_full}, notes)
-    by_key = {c.key: c for c in task_cols}
+    by_key = {c.key: c for c in task_cols if c.metric is not None}
     aggregates: list[Column] = []
     if len(tasks) > 1:
-        avg = _aggregate(AVERAGE, "Average", task_cols, notes, "every task's main metric")
+        avg = _aggregate(AVERAGE, "Average", list(by_key.values()), notes, "every task's main metric")
         if avg is not None:
             aggregates.append(avg)
     for g, members in _groups(tasks, {**refs_part, **refs_full}, suite).items():
-        col = _aggregate(f"group:{g}", g, [by_key[t] for t in members], notes, f"the tasks of group {g!r}")
+        col = _aggregate(f"group:{g}", g, [by_key[t] for t in members if t in by_key], notes,
+                         f"the tasks of group {g!r}")
         if col is not None:
             aggregates.append(col)
     columns = aggregates + task_cols

@@ -4,7 +4,8 @@ A suite run as a job array (``sparc-eval run --suite S --shard i/n``) writes one
 task), possibly into several output folders. ``merge_report`` finds every result JSON below a
 folder and reports, per model: tasks of the suite with no result (and, given n, which shards they
 belong to), tasks with more than one result that disagree (duplicates), and results computed with a
-different task version or config than the current task definition (stale). No torch is imported.
+different task version or config than the current task definition (stale). Models are named by
+their folder slug (``--model-name "My Model"`` finds ``my-model``). No torch is imported.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ResultsError
-from .store import iter_result_files, read_result
+from .store import iter_result_files, read_result, slug
 
 
 @dataclass
@@ -59,8 +60,8 @@ def merge_report(root: Path | str, tasks: Sequence[str], current: Mapping[str, t
         except ResultsError as e:
             unreadable.append(str(e))
             continue
-        found.setdefault(r["model"]["name"], {}).setdefault(r["task"]["name"], []).append((path, r))
-    names = list(models) or sorted(found)
+        found.setdefault(slug(r["model"]["name"]), {}).setdefault(r["task"]["name"], []).append((path, r))
+    names = list(dict.fromkeys(slug(m) for m in models)) or sorted(found)
     reports = []
     for name in names:
         rep = ModelReport(name)

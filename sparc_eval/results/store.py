@@ -85,10 +85,10 @@ def read_result(path: Path | str) -> dict:
     return validate(data, path)
 
 
-def read_samples(result_json: Path | str, result: Mapping | None = None) -> list[dict]:
-    """The per-sample records beside a result JSON ([] when the result has none)."""
+def read_samples(result_json: Path | str, result: Mapping) -> list[dict]:
+    """The per-sample records named by ``result`` (the JSON at ``result_json``); [] when it has none."""
     result_json = Path(result_json)
-    name = (result or {}).get("samples") if result is not None else samples_path(result_json).name
+    name = result.get("samples")
     if not name:
         return []
     path = result_json.with_name(name)

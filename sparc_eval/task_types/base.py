@@ -31,7 +31,6 @@ class EvalContext:
     log: Callable[[str], None] = print
     work_dir: Path | None = None
     predictions: Path | None = None
-    options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -79,11 +78,12 @@ class TaskType:
         raise NotImplementedError
 
     def load_data(self, limit: int | None = None):
-        """The dataset value from the configured reader (limited to the first ``limit`` units)."""
+        """The dataset value from the configured reader (limited to the first ``limit`` units). A task
+        without a model (``needs_model = False``) never decodes images, so their files need not exist."""
         from ..data.base import get_reader
 
         if limit not in self._data:
-            data = get_reader(self.config.dataset["format"]).load(self.config.dataset)
+            data = get_reader(self.config.dataset["format"]).load_for(self.config.dataset, self.needs_model)
             self._data[limit] = data.limit(limit) if limit is not None and hasattr(data, "limit") else data
         return self._data[limit]
 

@@ -63,20 +63,27 @@ class LinearProbe(TaskType):
     params = {
         "train_split": Param("str", "train", "dataset.split of the training images"),
         "val_split": Param("str", "", "dataset.split of the validation images ('' = carve from train)"),
-        "val_proportion": Param("float", 0.2, "share of each training class carved out for validation"),
+        "val_proportion": Param("float", 0.2, "share of each training class carved out for validation, in (0, 1)",
+                                min=0.0, max=1.0),
         "features": Param("str", "post_projection", "post_projection: the l2-normalised joint-space embedding; "
                           "pre_projection: the pooled features before the projection (l2-normalised)",
                           choices=("post_projection", "pre_projection")),
         "full": Param("bool", True, "fit the full-data probe (top1, top5, mean_per_class_recall)"),
-        "fewshot_k": Param("list[int]", [], "few-shot probes with k training images per class"),
-        "fewshot_seeds": Param("int", 3, "seeds per few-shot k (mean and std reported)"),
-        "max_iter": Param("int", 1000, "L-BFGS iterations per fit (at most)"),
+        "fewshot_k": Param("list[int]", [], "few-shot probes with k training images per class (each k >= 1)", min=1),
+        "fewshot_seeds": Param("int", 3, "seeds per few-shot k (mean and std reported)", min=1),
+        "max_iter": Param("int", 1000, "L-BFGS iterations per fit (at most)", min=1),
     }
 
     @classmethod
     def metric_keys(cls, params):
         if not params["full"] and not params["fewshot_k"]:
             raise ConfigError("params: linear_probe needs full: true or a non-empty fewshot_k")
+        if not 0 < params["val_proportion"] < 1:
+            raise ConfigError(f"params.val_proportion: {params['val_proportion']!r} leaves no training or no "
+                              f"validation images; expected a share strictly between 0 and 1")
+        repeated = sorted({k for k in params["fewshot_k"] if params["fewshot_k"].count(k) > 1})
+        if repeated:
+            raise ConfigError(f"params.fewshot_k: {repeated} listed more than once; expected distinct values")
         keys = ["top1", "top5", "mean_per_class_recall"] if params["full"] else []
         for k in params["fewshot_k"]:
             keys += [f"top1.{k}shot", f"top5.{k}shot", f"mean_per_class_recall.{k}shot"]
@@ -136,13 +143,15 @@ class LinearProbe(TaskType):
             val_source = f"dataset split {p['val_split']!r}"
         n_classes = data.test.n_classes
         device = getattr(model, "device", torch.device("cpu"))
+        x_va_dev, x_test_dev = x_va.to(device), emb_test.to(device)
         heads, details = {}, {}
         if p["full"]:
             problem = ProbeProblem(x_tr, y_tr, n_classes, device, p["max_iter"])
-            sw = sweep(problem, x_va.to(device), y_va)
+            sw = sweep(problem, x_va_dev, y_va)
+            del problem  # its centred copy of the features: the refit makes its own
             final = ProbeProblem(torch.cat([x_tr, x_va]), np.concatenate([y_tr, y_va]), n_classes, device,
                                  p["max_iter"]).fit(sw.lam, sw.probes[sw.best], tol=FINAL_TOL)
-            heads[""] = [score_counts(final.scores(emb_test.to(device)).cpu(), data.test.labels)]
+            heads[""] = [score_counts(final.scores(x_test_dev).cpu(), data.test.labels)]
             details["chosen_lambda"] = sw.lam
             details["sklearn_C_equivalent"] = 1.0 / (sw.lam * (len(y_tr) + len(y_va)))
             details["sweep"] = sw.table()
@@ -156,9 +165,9 @@ class LinearProbe(TaskType):
                 except ValueError as e:
                     raise ConfigError(f"task {name!r}: fewshot_k={k}: {e}") from None
                 problem = ProbeProblem(x_tr[idx], y_tr[idx], n_classes, device, p["max_iter"])
-                sw = sweep(problem, x_va.to(device), y_va)
+                sw = sweep(problem, x_va_dev, y_va)
                 probe = problem.fit(sw.lam, sw.probes[sw.best], tol=FINAL_TOL)
-                runs.append(score_counts(probe.scores(emb_test.to(device)).cpu(), data.test.labels))
+                runs.append(score_counts(probe.scores(x_test_dev).cpu(), data.test.labels))
                 lams.append(sw.lam)
             heads[f".{k}shot"] = runs
             fewshot[k] = {"seeds": [ctx.seed + j for j in range(p["fewshot_seeds"])], "lambda": lams}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics.retrieval import chance_recall, hit_probability, retrieval_counts, topk_hits_faiss
+from ..metrics.retrieval import chance_recall, hits_at_k, recall_from_hits, retrieval_counts, topk_hits_faiss
 from ..params import Param
 from .base import EvalContext, TaskResult, TaskType
 
@@ -21,8 +21,10 @@ class Retrieval(TaskType):
     description = "image->text and text->image recall@k (Karpathy / COCO captions)"
     params = {
         "recall_at": Param("list[int]", [1, 5, 10], "the k of recall@k"),
-        "block": Param("int", 1024, "images per block of the chunked score computation (memory bound)"),
-        "stream": Param("bool", False, "read embeddings block by block from the on-disk cache instead of memory"),
+        "block": Param("int", 1024, "images per block of the chunked score computation (memory bound)", min=1,
+                       affects_numbers=False),
+        "stream": Param("bool", False, "read embeddings block by block from the on-disk cache instead of memory",
+                        affects_numbers=False),
         "backend": Param("str", "exact", "exact: tie-aware counts (torch); faiss: running top-k with faiss "
                          "(ties broken arbitrarily)", choices=("exact", "faiss")),
         "per_sample": Param("bool", True, "write per-query records (needed for intervals, check, compare)"),
@@ -48,15 +50,9 @@ class Retrieval(TaskType):
             t2i = {k: t2i_hits[:, c] for c, k in enumerate(ks)}
             ranks = None
         else:
-            counts = retrieval_counts(img, txt, data.caption_image, block=p["block"])
-            i2t = {k: hit_probability(counts.i2t_gt, counts.i2t_eq, counts.i2t_pos_tied, k) for k in ks}
-            t2i = {k: hit_probability(counts.t2i_gt, counts.t2i_eq, 1, k) for k in ks}
-            ranks = counts
-        metrics = {}
-        for k in ks:
-            metrics[f"i2t_R@{k}"] = 100 * float(np.mean(i2t[k]))
-            metrics[f"t2i_R@{k}"] = 100 * float(np.mean(t2i[k]))
-            metrics[f"mean_R@{k}"] = (metrics[f"i2t_R@{k}"] + metrics[f"t2i_R@{k}"]) / 2
+            ranks = retrieval_counts(img, txt, data.caption_image, block=p["block"])
+            i2t, t2i = hits_at_k(ranks, ks)
+        metrics = recall_from_hits(i2t, t2i)
         aggregations = {}
         for k in ks:
             aggregations[f"i2t_R@{k}"] = {"kind": "mean", "field": f"i2t_R@{k}", "scale": 100}

@@ -212,7 +212,7 @@ class ZeroShotClassification(TaskType):
                                                      "shapes, classname, dataset, or a .txt/.json file"),
         "subsets": Param("list[str]", [], "subsets reported as top1.<subset> (e.g. ImageNet-C corruptions, "
                                           "severity_3)"),
-        "block": Param("int", 4096, "images per block of the score computation (memory bound)"),
+        "block": Param("int", 4096, "images per block of the score computation (memory bound)", min=1),
     }
 
     @classmethod
@@ -231,7 +231,8 @@ class ZeroShotClassification(TaskType):
         text = ctx.engine.text_embeddings(prompts.texts, desc=f"{self.config.name}: prompts")
         classifier = class_embeddings(text, prompts.owner, data.n_classes)
         img = ctx.engine.image_source(data.images, desc=f"{self.config.name}: images")
-        counts = embedding_counts(img, classifier, data.labels, block=p["block"])
+        counts = embedding_counts(img, classifier, data.labels, block=p["block"],
+                                  device=getattr(model, "device", None))
         metrics, records, aggregations, ch, _ = classification_result(data, {"": [counts]}, p["subsets"])
         details = {"n_images": len(data.images), "n_classes": data.n_classes,
                    "n_classes_with_images": int(np.unique(data.labels).size), "prompts": prompts.details(data.classnames),
