@@ -19,6 +19,15 @@ TINY_OPEN_CLIP = "open_clip:ViT-Tiny-8-64"
 SMALL_SPLITS = {"train": 48, "restval": 8, "val": 24, "test": 40}
 
 
+def tasks_on(world: Path, folder: Path, names) -> Path:
+    """Copies of shipped task YAMLs whose ``${shapes}`` is ``world`` (for --include-path)."""
+    folder.mkdir()
+    for name in names:
+        text = (Path(__file__).resolve().parent.parent / "tasks" / f"{name}.yaml").read_text()
+        (folder / f"{name}.yaml").write_text(text.replace("${shapes}", str(world)))
+    return folder
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Point the sparc-eval cache (shapes world, embeddings, file hashes) at a session folder."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_OPEN_CLIP
+from conftest import TINY_OPEN_CLIP, tasks_on
 
 from sparc_eval.data.synthetic import load_world
 
@@ -252,15 +252,6 @@ def rn_tiny(tmp_path_factory):
     return RN_TINY
 
 
-def _tasks_on(world: Path, folder: Path, names) -> Path:
-    """Copies of shipped task YAMLs whose ``${shapes}`` is ``world`` (for --include-path)."""
-    folder.mkdir()
-    for name in names:
-        text = (Path(__file__).resolve().parent.parent / "tasks" / f"{name}.yaml").read_text()
-        (folder / f"{name}.yaml").write_text(text.replace("${shapes}", str(world)))
-    return folder
-
-
 def test_dense_task_the_model_cannot_serve_is_unsupported_in_a_suite(runner, cli, rn_tiny, small_world, tmp_path):
     """A ConvNet (told by ``supports``) or a model that finds out mid-task (UnsupportedCapability) does not
     stop a multi-task run: the task is recorded as unsupported with the reason; alone, it is an error."""
@@ -272,7 +263,7 @@ def test_dense_task_the_model_cannot_serve_is_unsupported_in_a_suite(runner, cli
     vit = load_model(TINY_OPEN_CLIP)
     assert all(vit.supports(c) for c in ("image_patches", "image_features", "text_tokens"))
 
-    inc = _tasks_on(small_world, tmp_path / "tasks", ("shapes-retrieval", "shapes-zeroshot-seg"))
+    inc = tasks_on(small_world, tmp_path / "tasks", ("shapes-retrieval", "shapes-zeroshot-seg"))
     two = ["--task", "shapes-retrieval", "--task", "shapes-zeroshot-seg", "--include-path", inc]
     r = run(runner, cli, *two, "--model", rn_tiny, "-o", tmp_path / "out", "--no-cache")
     assert r.exit_code == 0, r.output

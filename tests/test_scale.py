@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_OPEN_CLIP
+from conftest import TINY_OPEN_CLIP, tasks_on
 
 from sparc_eval.api import plan_tasks
 from sparc_eval.data.synthetic import load_world
@@ -35,18 +35,9 @@ def _metrics(out: Path, model: str, task: str = "shapes-retrieval") -> dict:
     return json.loads((out / model / f"{task}.json").read_text())["metrics"]
 
 
-def _tasks_on(world: Path, folder: Path, names) -> Path:
-    """Copies of shipped task YAMLs whose ``${shapes}`` is ``world`` (for --include-path)."""
-    folder.mkdir()
-    for name in names:
-        text = (Path(__file__).resolve().parent.parent / "tasks" / f"{name}.yaml").read_text()
-        (folder / f"{name}.yaml").write_text(text.replace("${shapes}", str(world)))
-    return folder
-
-
 def test_torchrun_gloo_two_processes_equal_single_process(small_world, tmp_path):
     tasks = ("shapes-retrieval", "shapes-zeroshot-seg", "shapes-zeroshot")  # cached, dense, classification
-    inc = _tasks_on(small_world, tmp_path / "tasks", tasks)
+    inc = tasks_on(small_world, tmp_path / "tasks", tasks)
     args = ["run", "-q", *[a for t in tasks for a in ("--task", t)], "--include-path", str(inc),
             "--model", TINY_OPEN_CLIP, "--batch-size", "8"]
     single = subprocess.run([sys.executable, "-m", "sparc_eval", *args, "-o", str(tmp_path / "r1")],
