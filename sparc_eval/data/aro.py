@@ -26,9 +26,13 @@ are taken over the same tokens (ARO uses NLTK's ``word_tokenize`` there). Each i
 are drawn from its own seeded generator (``seed``, item number), so ``--limit`` keeps them.
 Perturbations equal to the original caption are dropped (they are not negatives; ARO's argmax
 would count such ties as correct), and so are items left with no perturbation (counted in ``info``).
+
+An empty annotation list, a VG box coordinate that is not a number (``null``, text) and an Order
+file whose every item is dropped are ``DataError``s naming the file (and the item and field).
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -125,6 +129,19 @@ def order_options(captions: Sequence[str], seed: int, max_words: int, tagger: Ta
     return out
 
 
+def _box_value(value, where: str) -> float:
+    """A finite box coordinate (``DataError`` naming ``where`` for null, non-numeric or non-finite values)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DataError(f"{where} is {value!r:.60}; expected a number")
+    try:
+        out = float(value)
+    except ValueError:
+        raise DataError(f"{where} is {value!r:.60}; expected a number") from None
+    if not math.isfinite(out):
+        raise DataError(f"{where} is {value!r:.60}; expected a finite number")
+    return out
+
+
 class AROReader(Reader):
     format = "aro"
     kind = "caption_selection"
@@ -146,6 +163,8 @@ class AROReader(Reader):
         data = read_json(ann, f"aro {cfg['subset']}")
         if not isinstance(data, list):
             raise DataError(f"{ann}: expected a JSON list of items, found {type(data).__name__}")
+        if not data:
+            raise DataError(f"{ann}: the annotation list is empty; expected the items of ARO {cfg['subset']}")
         if cfg["subset"].startswith("vg_"):
             return self._vg(cfg, root, ann, data)
         return self._order(cfg, root, ann, data, tagger)
@@ -166,7 +185,8 @@ class AROReader(Reader):
                     raise DataError(f"{ann}: item {n}: 'attributes' must be a pair, found {pair!r:.60}")
                 category = f"{pair[0]}_{pair[1]}"
             paths.append(image_dir / str(e["image_path"]))
-            boxes.append(tuple(float(e[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")))
+            boxes.append(tuple(_box_value(e[k], f"{ann}: item {n}: {k}") for k in ("bbox_x", "bbox_y", "bbox_w",
+                                                                                 "bbox_h")))
             items.append(CaptionItem(str(n), n, [str(e["false_caption"]), str(e["true_caption"])], 1,
                                      category.replace(" ", "_"), cluster=str(e["image_path"])))
         check_images_exist(sorted(set(paths)), f"aro {cfg['subset']}")
@@ -199,6 +219,10 @@ class AROReader(Reader):
         items = [CaptionItem(str(k), index[key], opts, 0, "order")
                  for k, (key, opts) in enumerate(zip(keys, options)) if opts is not None]
         dropped = sum(1 for o in options if o is None)
+        if not items:
+            raise DataError(f"{ann}: none of the {len(captions)} caption(s) has a perturbation that differs from "
+                            f"the caption itself (after pre_caption, max_words={cfg['max_words']}); nothing to "
+                            f"evaluate")
         fp = fingerprint("aro", [ann], paths, root, {"subset": cfg["subset"], "seed": cfg["seed"],
                                                      "max_words": cfg["max_words"], "tagger": tagger_info})
         info = {"subset": cfg["subset"], "annotations": str(ann), "seed": cfg["seed"], "max_words": cfg["max_words"],
