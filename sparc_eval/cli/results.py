@@ -5,6 +5,7 @@ that has only the results); everything beyond click is imported inside the comma
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -14,6 +15,15 @@ from . import log
 RESULTS = click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 INCLUDE = click.option("--include-path", "include", multiple=True, type=click.Path(file_okay=False, path_type=Path),
                        help="Extra folder of task/suite YAMLs (repeatable).")
+
+
+def _write_report(path: Path | None, render: Callable[[], str]) -> None:
+    """Write ``render()`` to ``path`` atomically and say so; nothing when the option was not given."""
+    if path:
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(path, render())
+        log(f"wrote {path}")
 
 
 @click.command()
@@ -93,7 +103,6 @@ def check(ctx, results, baseline_file, tolerances, tolerance, metrics, maps, jun
     \b
     sparc-eval check results/ --baseline baselines/main.json --junit report.xml --markdown summary.md
     """
-    from ..fileio import atomic_write_text
     from ..results.baseline import load_baseline
     from ..results.check import load_rules, run_check
     from ..results.check_report import junit_xml, markdown_summary, print_report
@@ -106,12 +115,8 @@ def check(ctx, results, baseline_file, tolerances, tolerance, metrics, maps, jun
     for w in report.warnings:
         log(w)
     print_report(report)
-    if junit:
-        atomic_write_text(junit, junit_xml(report))
-        log(f"wrote {junit}")
-    if markdown:
-        atomic_write_text(markdown, markdown_summary(report))
-        log(f"wrote {markdown}")
+    _write_report(junit, lambda: junit_xml(report))
+    _write_report(markdown, lambda: markdown_summary(report))
     ctx.exit(report.exit_code)
 
 
@@ -128,19 +133,14 @@ def compare(a, b, metrics, json_out, markdown, seed) -> None:
     \b
     sparc-eval compare results/modelA results/modelB --metrics all
     """
-    from ..fileio import atomic_write_text
     from ..results.collect import collect
     from ..results.compare import compare as run_compare
     from ..results.compare import comparison_json, comparison_markdown, print_comparison
 
     rows = run_compare(collect([a], warn=log), collect([b], warn=log), _metrics_option(metrics), seed, warn=log)
     print_comparison(rows)
-    if json_out:
-        atomic_write_text(json_out, comparison_json(rows))
-        log(f"wrote {json_out}")
-    if markdown:
-        atomic_write_text(markdown, comparison_markdown(rows))
-        log(f"wrote {markdown}")
+    _write_report(json_out, lambda: comparison_json(rows))
+    _write_report(markdown, lambda: comparison_markdown(rows))
 
 
 @click.group()
