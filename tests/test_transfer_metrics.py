@@ -31,7 +31,7 @@ def _gt_predictions(data, relabel=lambda labels: labels, jitter: float = 0.0, se
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
                           for a in anns], dtype=np.float32)
         boxes = boxes + rng.normal(0, jitter, boxes.shape).astype(np.float32) if jitter else boxes
-        labels = relabel(np.array([data.label_of(a["category_id"]) for a in anns]))
+        labels = relabel(np.array([data.cat_ids.index(a["category_id"]) for a in anns]))
         masks = np.stack([coco.annToMask(a).astype(bool) for a in anns])
         scores = rng.uniform(0.5, 1.0, len(anns)) if jitter else np.ones(len(anns))
         samples.append({"img_id": img_id, "ori_shape": (info["height"], info["width"]),
@@ -136,7 +136,8 @@ SHAPES_CLASSES = ["background", "circle", "square", "triangle", "diamond", "star
 
 
 def test_ground_truth_label_maps_through_our_mmseg_path_score_100(small_world):
-    from sparc_eval.transfer.seg_metric import AGGREGATIONS, RecordedIoUMetric
+    from sparc_eval.metrics.segmentation import SEGMENTATION_AGGREGATIONS as AGGREGATIONS
+    from sparc_eval.transfer.seg_metric import RecordedIoUMetric
 
     dataset = _seg_test_dataset(small_world, SHAPES_CLASSES)
     assert len(dataset) == 40
@@ -158,7 +159,8 @@ def test_ground_truth_label_maps_through_our_mmseg_path_score_100(small_world):
 def test_seg_metric_agrees_with_mmseg_iou_metric_the_zeroshot_metric_and_the_records():
     from mmseg.evaluation.metrics import IoUMetric
 
-    from sparc_eval.transfer.seg_metric import AGGREGATIONS, RecordedIoUMetric
+    from sparc_eval.metrics.segmentation import SEGMENTATION_AGGREGATIONS as AGGREGATIONS
+    from sparc_eval.transfer.seg_metric import RecordedIoUMetric
 
     rng = np.random.default_rng(0)
     classes = [f"c{i}" for i in range(5)]

@@ -47,10 +47,6 @@ class CocoInstances:
     train: CocoInstances | None = None
     info: dict = field(default_factory=dict)
 
-    def label_of(self, category_id: int) -> int:
-        """Contiguous label of a category id (``ValueError`` for an unknown id)."""
-        return self.cat_ids.index(category_id)
-
     def limit(self, n: int | None) -> CocoInstances:
         """The first ``n`` images of the file (evaluation restricted to them)."""
         if n is None or n >= len(self.image_ids):

@@ -224,12 +224,6 @@ class Engine:
         return torch.cat([parts[s] for s, _ in ranges]) if ranges else torch.zeros(0)
 
     # -- images ---------------------------------------------------------------------------------------
-    def iter_image_batches(self, images: ImageSet, indices: Sequence[int] | None = None,
-                           transform: Callable | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(sample indices, transformed image batch) in order, decoded by DataLoader workers (this process)."""
-        yield from self._image_loader(images, self._batches(range(len(images)) if indices is None else indices),
-                                      transform)
-
     def _encode_image_batches(self, images: ImageSet, encode: Callable[[torch.Tensor], torch.Tensor]):
         def produce(batches):
             for _, batch in self._image_loader(images, batches):

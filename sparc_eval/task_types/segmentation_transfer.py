@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..data.base import get_reader
 from ..errors import ConfigError, DataError
+from ..metrics.segmentation import SEGMENTATION_AGGREGATIONS
 from ..params import Param
 from ..transfer.params import COMMON
 from .base import EvalContext, TaskResult, TaskType
@@ -52,7 +53,6 @@ class SegmentationTransfer(TaskType):
         from ..transfer.params import require_stack, versions
 
         require_stack()
-        from ..transfer.seg_metric import AGGREGATIONS
 
         p = self.config.params
         data = self.load_data(ctx.limit)
@@ -108,7 +108,7 @@ class SegmentationTransfer(TaskType):
             "versions": versions(),
         }
         return TaskResult(metrics=dict(done.metrics), main_metric=self.config.main_metric, records=done.metric.records,
-                          aggregations=dict(AGGREGATIONS), details=details, n_total=data.n_total,
+                          aggregations=dict(SEGMENTATION_AGGREGATIONS), details=details, n_total=data.n_total,
                           n_used=len(data.labels), dataset_fingerprint=data.fingerprint)
 
     def _train_dataset(self) -> dict:

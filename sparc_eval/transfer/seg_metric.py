@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from mmseg.evaluation.metrics import IoUMetric
 
-from ..metrics.segmentation import SEGMENTATION_AGGREGATIONS, AreaCounts, counts_record
+from ..metrics.segmentation import AreaCounts, counts_record
 
 
 class RecordedIoUMetric(IoUMetric):
@@ -56,5 +56,3 @@ def _pct(v) -> float | None:
     v = float(v)
     return None if np.isnan(v) else v * 100
 
-
-AGGREGATIONS = SEGMENTATION_AGGREGATIONS  # the name task_types/segmentation_transfer.py imports
