@@ -33,6 +33,13 @@ IMAGE_EXTS = ("webp", "png", "jpg", "jpeg")
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 
 
+def member_key(name: str) -> tuple[str, str] | None:
+    """WebDataset's (sample key, lower-cased extension) of a member path: the path up to the first dot of
+    the file name (``dir/abc.seg.JPG`` -> (``dir/abc``, ``seg.jpg``)); None for a name without extension."""
+    m = _KEY.match(name)
+    return (m.group(1), m.group(2).lower()) if m else None
+
+
 def safe_member(member: tarfile.TarInfo, shard: Path) -> bool:
     """Whether ``member`` is a regular file (True) or a directory (False) with a safe relative path;
     anything else raises ``DataError``."""
@@ -55,10 +62,10 @@ def _read_shard(shard: Path, index: int, out: Path | None, kind: str) -> list[di
             for member in tar:
                 if not safe_member(member, shard):
                     continue
-                m = _KEY.match(member.name)
-                if not m:
+                split = member_key(member.name)
+                if split is None:
                     continue
-                key, ext = m.group(1), m.group(2).lower()
+                key, ext = split
                 sample = samples.setdefault(key, {"key": key})
                 if ext in IMAGE_EXTS and "image" not in sample:
                     sample["image"] = f"{index}/{member.name}"

@@ -39,7 +39,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import IterableDataset, Sampler, get_worker_info
 
-from ..data.wds import _KEY, safe_member
+from ..data.wds import member_key, safe_member
 from ..errors import ConfigError, DataError
 
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
@@ -201,9 +201,8 @@ class ShardCounts:
 
 
 def read_shard(path: Path, counts: ShardCounts) -> Iterator[dict[str, bytes]]:
-    """Samples (extension -> bytes, plus ``__key__``) of one tar shard, in archive order. The key is the
-    member path up to the first dot of the file name (``dir/abc.seg.jpg``: ``dir/abc``, ``seg.jpg``);
-    members without an extension belong to no sample and are passed over."""
+    """Samples (extension -> bytes, plus ``__key__``) of one tar shard, in archive order, grouped by
+    ``data.wds.member_key``; members without an extension belong to no sample and are passed over."""
     current: dict = {}
     try:
         with tarfile.open(path, mode="r|*") as tar:
@@ -214,10 +213,10 @@ def read_shard(path: Path, counts: ShardCounts) -> Iterator[dict[str, bytes]]:
                 except DataError:  # absolute path, '..', link or special file: never read
                     counts.unsafe += 1
                     continue
-                m = _KEY.match(member.name)
-                if not m:
+                split = member_key(member.name)
+                if split is None:
                     continue
-                key, ext = m.group(1), m.group(2).lower()
+                key, ext = split
                 if current and current["__key__"] != key:
                     yield current
                     current = {}
