@@ -182,9 +182,9 @@ def test_py_spec_with_module_tuple(tmp_path, tiny):
     src = tmp_path / "mymodel.py"
     src.write_text(
         "import open_clip\n"
-        "from sparc_eval.models.open_clip_adapter import _open_clip\n"
+        "from sparc_eval.models.open_clip_adapter import open_clip_module\n"
         "def build(seed=0):\n"
-        "    _open_clip()\n"
+        "    open_clip_module()\n"
         "    model, _, pre = open_clip.create_model_and_transforms('ViT-Tiny-8-64')\n"
         "    return model, pre, open_clip.get_tokenizer('ViT-Tiny-8-64')\n")
     m = load_model(f"py:{src}:build", seed=0)

@@ -29,7 +29,8 @@ from .transforms import apply_overrides, build_image_transform
 _CONFIGS_ADDED = False
 
 
-def _open_clip():
+def open_clip_module():
+    """open_clip with sparc-eval's small configs registered (ViT-Tiny-8-64, ViT-Small-16-224)."""
     global _CONFIGS_ADDED
     import open_clip
 
@@ -41,7 +42,7 @@ def _open_clip():
 
 def find_cached_tag(arch: str, tag: str) -> Path:
     """The local file of an open_clip pretrained tag (Hugging Face cache only) or a clear error."""
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not cfg:
         raise UnknownNameError(f"open_clip pretrained tag for {arch}", tag,
@@ -180,7 +181,7 @@ def maskclip_last_block(block, x: torch.Tensor) -> torch.Tensor:
 def load(spec: str, pretrained: str | None = None, *, device: torch.device, precision: str,
          name: str, seed: int = 0, preprocessing: dict | None = None, dense: str = "direct") -> OpenClipAdapter:
     """Build ``open_clip:ARCH`` (``spec`` without the prefix is the architecture)."""
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     arch = spec.split(":", 1)[1]
     if arch not in open_clip.list_models():
         raise UnknownNameError("open_clip architecture", arch, open_clip.list_models())

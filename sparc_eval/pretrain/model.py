@@ -111,14 +111,9 @@ class EncoderOutputs:
                               logit_scale_local=parts[scale_from].logit_scale_local)
 
 
-def open_clip_module():
-    """open_clip with sparc-eval's small configs registered (ViT-Tiny-8-64, ViT-Small-16-224)."""
-    from ..models.open_clip_adapter import _open_clip
-
-    return _open_clip()
-
-
 def _tower_cfgs(cfg: ModelConfig) -> tuple[dict, dict, int]:
+    from ..models.open_clip_adapter import open_clip_module
+
     open_clip = open_clip_module()
     base = open_clip.get_model_config(cfg.arch)
     if base is None:
@@ -151,6 +146,8 @@ def build_tokenizer(cfg: ModelConfig):
 
 @functools.lru_cache(maxsize=8)
 def _tokenizer(arch: str, context_length: int):
+    from ..models.open_clip_adapter import open_clip_module
+
     return open_clip_module().get_tokenizer(arch, context_length=context_length)
 
 
