@@ -5,6 +5,11 @@
 ``write=True``, stores one result JSON (+ per-sample JSONL) per task under ``output``. An identical
 earlier run (same model, weights, preprocessing, task config, dataset, seed and limit) is skipped
 unless ``overwrite``; the returned ``Evaluation`` says so.
+
+It runs four steps, each a small function with a typed value between them:
+``plan`` (task specs -> ``ResolvedTask``s, each resolved once), ``identify`` (the model -> ``ModelRef``,
+its identity from the loader's own ``fingerprint`` hook, nothing loaded yet), ``run_one`` (one task:
+skip, guard, evaluate) and ``record`` (a ``TaskResult`` -> the typed ``ResultRecord`` that is written).
 """
 from __future__ import annotations
 
@@ -14,36 +19,91 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import SparcEvalError
 from .fileio import sha256_file, sha256_json
-from .results.store import SCHEMA, read_result, result_path, write_result
-from .tasks import TaskConfig, load_suite, load_task
+from .results.schema import SCHEMA, DatasetInfo, ModelInfo, ResultRecord, TaskInfo
+from .results.store import read_result, result_path, write_result
+from .task_config import TaskConfig
+from .tasks import ResolvedTask, load_suite, load_task, resolve_task
 
-__all__ = ["Evaluation", "evaluate", "load_model", "load_task", "plan_tasks"]
+__all__ = ["EvalOptions", "Evaluation", "ModelRef", "evaluate", "load_model", "load_task", "plan", "plan_tasks",
+           "run"]
+
+
+@dataclass
+class EvalOptions:
+    """Everything ``evaluate`` takes besides the model and the tasks (the keywords of ``evaluate``)."""
+
+    suite: str | None = None
+    pretrained: str | None = None
+    model_name: str | None = None
+    transform: Callable | None = None
+    tokenizer: Callable | None = None
+    data_root: str | Path | None = None
+    output: str | Path = "results"
+    write: bool = True
+    params: Iterable[str] | Mapping[str, Any] = ()
+    include: Sequence[str | Path] = ()
+    device: str | None = None
+    precision: str = "fp32"
+    batch_size: int = 64
+    num_workers: int | None = None
+    limit: int | None = None
+    seed: int = 0
+    use_cache: bool = True
+    cache_dir: str | Path | None = None
+    overwrite: bool = False
+    preprocessing: Mapping[str, Any] | None = None
+    dense: str = "direct"
+    shard: tuple[int, int] | None = None
+    predictions: str | Path | None = None
+    progress: bool = True
+    cache_dtype: str = "fp32"
+    distributed: bool = True
+    log: Callable[[str], None] = print
 
 
 @dataclass
 class Evaluation:
     """Outcome of one (model, task): ``status`` is ``computed``, ``skipped`` (an identical result is on
-    disk) or ``unsupported`` (the model lacks an output the task needs; ``result`` holds the reason,
-    and ``metrics`` is empty)."""
+    disk) or ``unsupported`` (the model lacks an output the task needs; ``reason`` says which, and
+    ``record`` is None)."""
 
     task: str
     status: str
-    result: dict
+    record: ResultRecord | None = None
     path: Path | None = None
+    reason: str | None = None
+
+    @property
+    def result(self) -> dict:
+        """The result as its JSON object (``{"reason": ...}`` for an unsupported task)."""
+        return self.record.to_dict() if self.record is not None else {"reason": self.reason}
 
     @property
     def metrics(self) -> dict[str, float]:
-        return self.result.get("metrics", {})
+        return self.record.metrics if self.record is not None else {}
 
     @property
     def main_metric(self) -> str | None:
-        return self.result.get("main_metric")
+        return self.record.main_metric if self.record is not None else None
+
+
+@dataclass
+class ModelRef:
+    """What ``identify`` knows of the model before loading it: the spec (or a stand-in for objects),
+    the result name, the weights fingerprint, an adapter already built (objects), and whether cache
+    entries made with this identity could ever be read again."""
+
+    spec: str
+    name: str
+    fingerprint: str
+    adapter: Any = None
+    cacheable: bool = True
 
 
 def load_model(spec: str, pretrained: str | None = None, **kw):
@@ -51,6 +111,37 @@ def load_model(spec: str, pretrained: str | None = None, **kw):
     from .models import load_model as _load
 
     return _load(spec, pretrained, **kw)
+
+
+def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite: str | None = None,
+             pretrained: str | None = None, model_name: str | None = None, transform: Callable | None = None,
+             tokenizer: Callable | None = None, data_root: str | Path | None = None, output: str | Path = "results",
+             write: bool = True, params: Iterable[str] | Mapping[str, Any] = (), include: Sequence[str | Path] = (),
+             device: str | None = None, precision: str = "fp32", batch_size: int = 64, num_workers: int | None = None,
+             limit: int | None = None, seed: int = 0, use_cache: bool = True, cache_dir: str | Path | None = None,
+             overwrite: bool = False, preprocessing: Mapping[str, Any] | None = None, dense: str = "direct",
+             shard: tuple[int, int] | None = None, predictions: str | Path | None = None, progress: bool = True,
+             cache_dtype: str = "fp32", distributed: bool = True,
+             log: Callable[[str], None] = print) -> list[Evaluation]:
+    """Evaluate ``model`` on ``tasks`` (names, YAML paths or ``TaskConfig``s) and/or a ``suite``.
+
+    Under torchrun (``distributed=True``) extraction is shared by the ranks and rank 0 writes;
+    ``distributed=False`` ignores any process group (e.g. evaluation from one rank of a training
+    job: no collectives are started). With several tasks, a task the model cannot serve (a ConvNet
+    on a dense task) is recorded as ``unsupported`` and the others run; a single task raises.
+    A result of another model (other spec or weights) under the same name is never replaced
+    silently: pass ``model_name`` or ``overwrite``. The keywords are the fields of ``EvalOptions``.
+    """
+    given = locals()
+    return run(model, tasks, EvalOptions(**{f.name: given[f.name] for f in fields(EvalOptions)}))
+
+
+def run(model: Any, tasks: Sequence[str | TaskConfig] | str, opts: EvalOptions) -> list[Evaluation]:
+    """``evaluate`` with its options in one object: plan, identify, then run (and record) each task."""
+    session = _Session.start(opts)
+    planned = plan([tasks] if isinstance(tasks, str) else tasks, opts)
+    ref = identify(model, opts, session)
+    return [run_one(task, ref, session, alone=len(planned) == 1) for task in planned]
 
 
 def plan_tasks(tasks: Sequence[str] = (), suite: str | None = None, include: Sequence[str | Path] = (),
@@ -69,6 +160,241 @@ def plan_tasks(tasks: Sequence[str] = (), suite: str | None = None, include: Seq
             raise SparcEvalError(f"--shard {i}/{n}: expected 1 <= i <= n")
         names = names[i - 1::n]
     return names
+
+
+def plan(tasks: Sequence[str | Path | TaskConfig], opts: EvalOptions) -> list[ResolvedTask]:
+    """Step 1: every task to run, each resolved once (config, task type, reader)."""
+    if opts.limit is not None and opts.limit < 1:
+        raise SparcEvalError(f"--limit {opts.limit}: expected a positive number of samples")
+    names = [t for t in tasks if not isinstance(t, TaskConfig)]
+    if names or opts.suite:
+        names = plan_tasks(names, opts.suite, opts.include, opts.shard)
+    return [ResolvedTask.of(t) for t in tasks if isinstance(t, TaskConfig)] + [
+        resolve_task(n, include=opts.include, data_root=opts.data_root, overrides=opts.params) for n in names]
+
+
+def identify(model: Any, opts: EvalOptions, session: _Session) -> ModelRef:
+    """Step 2: the model's spec, result name and weights fingerprint, without loading it."""
+    from .models import ModelAdapter, ModelIdentity, default_model_name, fingerprint
+
+    if isinstance(model, ModelAdapter):
+        return ModelRef(model.identity.spec, opts.model_name or model.identity.name, model.identity.weights_sha256,
+                        adapter=model, cacheable=opts.use_cache)
+    if isinstance(model, str):
+        return ModelRef(model, opts.model_name or default_model_name(model, opts.pretrained),
+                        fingerprint(model, opts.pretrained), cacheable=opts.use_cache)
+    if model is None:
+        return ModelRef("none", opts.model_name or "predictions", "none", cacheable=opts.use_cache)
+    from .models.python_adapter import wrap_module
+
+    if opts.transform is None or opts.tokenizer is None:
+        raise SparcEvalError("evaluate(nn.Module): pass transform= and tokenizer= with the module")
+    spec = f"module:{type(model).__qualname__}"
+    name = opts.model_name or type(model).__name__.lower()
+    fp = sha256_json({"module": spec, "id": id(model), "time": time.time()})
+    adapter = wrap_module(model, opts.transform, opts.tokenizer, identity=ModelIdentity(spec, None, name, fp),
+                          device=session.device, precision=opts.precision)
+    return ModelRef(spec, name, fp, adapter=adapter, cacheable=False)  # a one-off identity: never read again
+
+
+@dataclass
+class RunInfo:
+    """How one task ran: its run key, start time, wall time and the engine's work (encoded/cached counts)."""
+
+    run_key: str
+    started: _dt.datetime
+    wall_s: float
+    engine: dict[str, int]
+
+
+def run_one(task: ResolvedTask, ref: ModelRef, session: _Session, alone: bool) -> Evaluation:
+    """Step 3: one task: skip an identical stored result, refuse another model's name, check the model
+    can serve it, evaluate, then ``record`` and write. ``alone``: the only task (unsupported raises)."""
+    from .models.base import UnsupportedCapability
+    from .task_types import EvalContext
+
+    cfg, log, opts = task.config, session.log, session.opts
+    instance = task.build()
+    run_key = _run_key(cfg, ref, opts)
+    path = result_path(opts.output, ref.name, cfg.name)
+    old = _identical_result(path, run_key, instance, opts.limit) if opts.write and not opts.overwrite else None
+    if session.broadcast(old) is not None:
+        log(f"{cfg.name}: identical result exists at {path}; skipped (use --overwrite to recompute)")
+        return Evaluation(cfg.name, "skipped", old, path)
+    started = _dt.datetime.now(_dt.timezone.utc)
+    t0 = time.perf_counter()
+    model = session.adapter(ref) if instance.needs_model else ref.adapter
+    clash = (_other_model(path, ref.spec, model.identity.weights_sha256 if model is not None else None)
+             if session.write and not opts.overwrite else None)
+    if session.broadcast(clash):
+        raise SparcEvalError(clash)
+    engine = session.current_engine
+    if instance.needs_model:
+        missing = [c for c in instance.requires if not model.supports(c)]
+        if missing:
+            return _unsupported(cfg.name, f"needs model outputs {missing}, which {model.identity.name!r} does not "
+                                f"provide", alone, log)
+        engine = session.engine(model, ref)
+    ctx = EvalContext(engine=engine, seed=opts.seed, limit=opts.limit, progress=session.progress, log=log,
+                      work_dir=path.parent if session.write else None,
+                      predictions=Path(opts.predictions) if opts.predictions else None)
+    stats_before = engine.stats.as_dict() if engine else {}
+    try:
+        res = instance.evaluate(model, ctx)
+    except UnsupportedCapability as e:
+        if alone:
+            raise
+        return _unsupported(cfg.name, str(e), alone, log)
+    stats = {k: v - stats_before.get(k, 0) for k, v in engine.stats.as_dict().items()} if engine else {}
+    rec = record(cfg, res, model, ref, session, RunInfo(run_key, started, time.perf_counter() - t0, stats))
+    if session.write:
+        write_result(path, rec, res.records)
+        log(f"{cfg.name}: wrote {path}")
+    return Evaluation(cfg.name, "computed", rec, path if opts.write else None)
+
+
+def record(cfg: TaskConfig, res, model, ref: ModelRef, session: _Session, info: RunInfo) -> ResultRecord:
+    """Step 4: the typed result record of a ``TaskResult`` (metrics checked against the registry,
+    bootstrap intervals computed, provenance filled)."""
+    import torch
+
+    from .metrics.registry import check_keys
+    from .results.aggregate import intervals
+
+    opts, engine = session.opts, session.current_engine
+    check_keys(res.metrics, f"task {cfg.name}")
+    ivals = intervals(res.records, res.aggregations, seed=opts.seed) if res.records and res.aggregations else {}
+    identity = model.identity if model is not None else None
+    provenance = {"sparc_eval": _version(), "git": session.git, "torch": torch.__version__,
+                  "python": platform.python_version(),
+                  "world_size": engine.dist.world if engine is not None and engine.dist else 1,
+                  "cache_dtype": engine.cache_dtype if engine is not None else None,
+                  "host": platform.node(), "device": str(session.device), "precision": opts.precision,
+                  "batch_size": opts.batch_size, "threads": torch.get_num_threads(),
+                  "started": info.started.isoformat(timespec="seconds"), "wall_s": round(info.wall_s, 3),
+                  "engine": info.engine,
+                  "pid": os.getpid()}
+    if opts.shard:
+        provenance["shard"] = f"{opts.shard[0]}/{opts.shard[1]}"
+    return ResultRecord(
+        schema=SCHEMA,
+        task=TaskInfo(cfg.name, cfg.type, cfg.version, cfg.config_sha256, cfg.groups, cfg.as_dict()),
+        model=ModelInfo(ref.name, identity.spec if identity else ref.spec, identity.pretrained if identity else None,
+                        identity.weights_sha256 if identity else None),
+        dataset=DatasetInfo(res.dataset_fingerprint, cfg.dataset.get("name"), cfg.dataset["format"], res.n_total,
+                            res.n_used, opts.limit, bool(opts.limit is not None and res.n_used < res.n_total)),
+        seed=opts.seed, metrics=res.metrics, main_metric=res.main_metric, intervals=ivals, chance=res.chance,
+        aggregations=res.aggregations, details=res.details,
+        preprocessing=model.preprocessing if model is not None else {}, provenance=provenance, run_key=info.run_key)
+
+
+@dataclass
+class _Session:
+    """Per-call state: the process group, the device, what this rank may log and write, and the model
+    and engine, built on first need and shared by the tasks."""
+
+    opts: EvalOptions
+    dist: Any
+    device: Any
+    log: Callable[[str], None]
+    progress: bool
+    write: bool
+    git: str | None
+    cache: Any = None
+    current_engine: Any = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, opts: EvalOptions) -> _Session:
+        from .engine import EmbeddingCache
+        from .engine import distributed as dist
+        from .models.base import check_precision, resolve_device
+
+        info = dist.init_from_env(opts.device) if opts.distributed else None
+        device, log, progress, write = opts.device, opts.log, opts.progress, opts.write
+        if info is not None:
+            device = dist.rank_device(info, device)
+            if not info.main:  # rank 0 alone logs, shows progress and writes results
+                log, progress, write = (lambda m: None), False, False
+        check_precision(opts.precision)
+        cache_root = Path(opts.cache_dir) / "embeddings" if opts.cache_dir else None
+        return cls(opts, info, resolve_device(device), log, progress, write, _git_revision(),
+                   cache=EmbeddingCache(cache_root))
+
+    def broadcast(self, value):
+        """``value`` as rank 0 has it (every rank decides alike); ``value`` itself without a group."""
+        from .engine import distributed as dist
+
+        return dist.broadcast(value, self.dist) if self.dist is not None else value
+
+    def adapter(self, ref: ModelRef):
+        """The model's adapter, loaded on first need."""
+        opts = self.opts
+        if ref.adapter is None:
+            if ref.spec == "none":
+                raise SparcEvalError("this task needs a model: pass --model")
+            self.log(f"loading model {ref.spec}" + (f" ({opts.pretrained})" if opts.pretrained else ""))
+            pre = {k: v for k, v in (opts.preprocessing or {}).items() if v is not None}
+            ref.adapter = load_model(ref.spec, opts.pretrained, device=self.device, precision=opts.precision,
+                                     model_name=ref.name, seed=opts.seed, preprocessing=pre, dense=opts.dense)
+        return ref.adapter
+
+    def engine(self, model, ref: ModelRef):
+        """The extraction engine, built on first need and shared by the tasks."""
+        from .engine import Engine
+
+        opts = self.opts
+        if self.current_engine is None:
+            self.current_engine = Engine(model, cache=self.cache if ref.cacheable else None, batch_size=opts.batch_size,
+                                  num_workers=opts.num_workers, progress=self.progress, cache_dtype=opts.cache_dtype,
+                                  dist=self.dist)
+        return self.current_engine
+
+
+def _run_key(cfg: TaskConfig, ref: ModelRef, opts: EvalOptions) -> str:
+    """Hash of every input that changes the numbers of this (model, task) run."""
+    pre = {k: v for k, v in (opts.preprocessing or {}).items() if v is not None}
+    return sha256_json({"task": cfg.config_sha256, "model": ref.fingerprint, "spec": ref.spec, "name": ref.name,
+                        "preprocessing": pre, "precision": opts.precision, "seed": opts.seed, "limit": opts.limit,
+                        "dense": opts.dense, "cache_dtype": opts.cache_dtype,
+                        "predictions": sha256_file(opts.predictions) if opts.predictions else None})
+
+
+def _unsupported(task: str, why: str, alone: bool, log: Callable[[str], None]) -> Evaluation:
+    if alone:
+        raise SparcEvalError(f"task {task!r} {why}")
+    log(f"{task}: not run: {why}")
+    return Evaluation(task, "unsupported", reason=why)
+
+
+def _identical_result(path: Path, run_key: str, task, limit: int | None) -> ResultRecord | None:
+    """The stored result at ``path`` if it came from the same inputs and the same data, else None."""
+    if not path.is_file():
+        return None
+    try:
+        old = read_result(path)
+    except SparcEvalError:
+        return None
+    if old.run_key != run_key or old.dataset.fingerprint != task.load_data(limit).fingerprint:
+        return None
+    return old
+
+
+def _other_model(path: Path, spec: str, weights_sha256: str | None) -> str | None:
+    """Why the result at ``path`` belongs to another model stored under the same name, else None."""
+    if not path.is_file():
+        return None
+    try:
+        old = read_result(path).model
+    except SparcEvalError:
+        return None
+    new = {"spec": spec, "weights_sha256": weights_sha256}
+    stored = {"spec": old.spec, "weights_sha256": old.weights_sha256}
+    differ = [k for k, v in new.items() if v is not None and stored[k] is not None and stored[k] != v]
+    if not differ:
+        return None
+    found = ", ".join(f"{k} {str(stored[k])[:16]!r}, this run {str(new[k])[:16]!r}" for k in differ)
+    return (f"{path}: holds the result of another model under the name {old.name!r} ({found}); "
+            f"pass --model-name NAME to keep both, or --overwrite to replace it")
 
 
 def _git_revision() -> str | None:
@@ -92,263 +418,3 @@ def _version() -> str:
         return version("sparc-eval")
     except Exception:
         return "unknown"
-
-
-def _model_fingerprint(spec: str, pretrained: str | None) -> str:
-    """Cheap identity of the weights before loading: file hashes where files exist, else the strings."""
-    from .models.checkpoint_io import folder_weights_sha256
-
-    parts: list[Any] = [spec, pretrained]
-    if pretrained and Path(pretrained).expanduser().is_file():
-        parts.append(sha256_file(Path(pretrained).expanduser()))
-    prefix, _, rest = spec.partition(":")
-    target = Path(rest).expanduser()
-    if prefix == "sparc" and target.is_dir():
-        from .pretrain.checkpoint import resolve_checkpoint
-
-        try:  # a run folder: the checkpoint it resolves to now (the latest, or --pretrained STEP)
-            target = resolve_checkpoint(target, pretrained)
-        except SparcEvalError:
-            pass
-    if prefix in ("hf", "sparc") and target.is_dir():
-        try:
-            parts.append(folder_weights_sha256(target))
-        except SparcEvalError:
-            pass  # no weights: the loader says so
-    if prefix == "py":
-        parts.append(_py_source_sha256(rest))
-    return sha256_json(parts)
-
-
-def _py_source_sha256(target: str) -> str | None:
-    """sha256 of the file of a ``py:`` model's module (``path/to/file.py`` or ``module.path``, found
-    without importing it), so an edited model is not skipped as identical."""
-    module = target.rpartition(":")[0]
-    if module.endswith(".py"):
-        path: Path | None = Path(module).expanduser()
-    else:
-        import importlib.util
-
-        try:
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            spec = None
-        path = Path(spec.origin) if spec is not None and spec.origin else None
-    return sha256_file(path) if path is not None and path.is_file() else None
-
-
-def _other_model(path: Path, spec: str, weights_sha256: str | None) -> str | None:
-    """Why the result at ``path`` belongs to another model stored under the same name, else None."""
-    if not path.is_file():
-        return None
-    try:
-        old = read_result(path)["model"]
-    except SparcEvalError:
-        return None
-    new = {"spec": spec, "weights_sha256": weights_sha256}
-    differ = [k for k, v in new.items() if v is not None and old.get(k) is not None and old.get(k) != v]
-    if not differ:
-        return None
-    found = ", ".join(f"{k} {str(old.get(k))[:16]!r}, this run {str(new[k])[:16]!r}" for k in differ)
-    return (f"{path}: holds the result of another model under the name {old.get('name')!r} ({found}); "
-            f"pass --model-name NAME to keep both, or --overwrite to replace it")
-
-
-def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite: str | None = None,
-             pretrained: str | None = None, model_name: str | None = None, transform: Callable | None = None,
-             tokenizer: Callable | None = None, data_root: str | Path | None = None, output: str | Path = "results",
-             write: bool = True, params: Iterable[str] | Mapping[str, Any] = (), include: Sequence[str | Path] = (),
-             device: str | None = None, precision: str = "fp32", batch_size: int = 64, num_workers: int | None = None,
-             limit: int | None = None, seed: int = 0, use_cache: bool = True, cache_dir: str | Path | None = None,
-             overwrite: bool = False, preprocessing: Mapping[str, Any] | None = None, dense: str = "direct",
-             shard: tuple[int, int] | None = None, predictions: str | Path | None = None, progress: bool = True,
-             cache_dtype: str = "fp32", distributed: bool = True,
-             log: Callable[[str], None] = print) -> list[Evaluation]:
-    """Evaluate ``model`` on ``tasks`` (names, YAML paths or ``TaskConfig``s) and/or a ``suite``.
-
-    Under torchrun (``distributed=True``) extraction is shared by the ranks and rank 0 writes;
-    ``distributed=False`` ignores any process group (e.g. evaluation from one rank of a training
-    job: no collectives are started). With several tasks, a task the model cannot serve (a ConvNet
-    on a dense task) is recorded as ``unsupported`` and the others run; a single task raises.
-    A result of another model (other spec or weights) under the same name is never replaced
-    silently: pass ``model_name`` or ``overwrite``.
-    """
-    from .engine import EmbeddingCache, Engine
-    from .engine import distributed as dist
-    from .models.base import ModelAdapter, ModelIdentity, UnsupportedCapability, check_precision, resolve_device
-    from .task_types import EvalContext, get_task_type
-
-    dist_info = dist.init_from_env(device) if distributed else None
-    write_files = write
-    if dist_info is not None:
-        device = dist.rank_device(dist_info, device)
-        if not dist_info.main:  # rank 0 alone logs, shows progress and writes results
-            log, progress, write_files = (lambda m: None), False, False
-
-    if isinstance(tasks, str):
-        tasks = [tasks]
-    if limit is not None and limit < 1:
-        raise SparcEvalError(f"--limit {limit}: expected a positive number of samples")
-    names = [t for t in tasks if not isinstance(t, TaskConfig)]
-    if names or suite:
-        names = plan_tasks(names, suite, include, shard)
-    configs = [t for t in tasks if isinstance(t, TaskConfig)] + [
-        load_task(n, include=include, data_root=data_root, overrides=params) for n in names]
-    check_precision(precision)
-    dev = resolve_device(device)
-    pre_overrides = {k: v for k, v in (preprocessing or {}).items() if v is not None}
-
-    adapter: ModelAdapter | None = None
-    cacheable = use_cache
-    spec_for_key: str
-    if isinstance(model, ModelAdapter):
-        adapter = model
-        spec_for_key = model.identity.spec
-        model_fp = model.identity.weights_sha256
-        name = model_name or model.identity.name
-    elif isinstance(model, str):
-        from .models import default_model_name
-
-        spec_for_key = model
-        name = model_name or default_model_name(model, pretrained)
-        model_fp = _model_fingerprint(model, pretrained)
-    elif model is None:
-        spec_for_key, name, model_fp = "none", model_name or "predictions", "none"
-    else:
-        from .models.python_adapter import wrap_module
-
-        if transform is None or tokenizer is None:
-            raise SparcEvalError("evaluate(nn.Module): pass transform= and tokenizer= with the module")
-        spec_for_key = f"module:{type(model).__qualname__}"
-        name = model_name or type(model).__name__.lower()
-        model_fp = sha256_json({"module": spec_for_key, "id": id(model), "time": time.time()})
-        cacheable = False  # a one-off identity: cache entries could never be read again
-        adapter = wrap_module(model, transform, tokenizer, identity=ModelIdentity(spec_for_key, None, name, model_fp),
-                              device=dev, precision=precision)
-
-    def get_adapter() -> ModelAdapter:
-        nonlocal adapter
-        if adapter is None:
-            if not isinstance(model, str):
-                raise SparcEvalError("this task needs a model: pass --model")
-            log(f"loading model {model}" + (f" ({pretrained})" if pretrained else ""))
-            adapter = load_model(model, pretrained, device=dev, precision=precision, model_name=name, seed=seed,
-                                 preprocessing=dict(pre_overrides), dense=dense)
-        return adapter
-
-    cache = EmbeddingCache(Path(cache_dir) / "embeddings" if cache_dir else None) if cacheable else None
-    engine: Engine | None = None
-    out: list[Evaluation] = []
-    git = _git_revision()
-    for cfg in configs:
-        task = get_task_type(cfg.type).from_config(cfg)
-        run_key = sha256_json({"task": cfg.config_sha256, "model": model_fp, "spec": spec_for_key, "name": name,
-                               "preprocessing": pre_overrides, "precision": precision, "seed": seed,
-                               "limit": limit, "dense": dense, "cache_dtype": cache_dtype,
-                               "predictions": sha256_file(predictions) if predictions else None})
-        path = result_path(output, name, cfg.name)
-        old = _identical_result(path, run_key, task, limit) if write and not overwrite else None
-        if dist_info is not None:
-            old = dist.broadcast(old, dist_info)
-        if old is not None:
-            log(f"{cfg.name}: identical result exists at {path}; skipped (use --overwrite to recompute)")
-            out.append(Evaluation(cfg.name, "skipped", old, path))
-            continue
-        started = _dt.datetime.now(_dt.timezone.utc)
-        t0 = time.perf_counter()
-        m = get_adapter() if task.needs_model else adapter
-        clash = (_other_model(path, spec_for_key, m.identity.weights_sha256 if m is not None else None)
-                 if write_files and not overwrite else None)
-        if dist_info is not None:
-            clash = dist.broadcast(clash, dist_info)
-        if clash:
-            raise SparcEvalError(clash)
-        if task.needs_model:
-            missing = [c for c in task.requires if not m.supports(c)]
-            if missing:
-                why = f"needs model outputs {missing}, which {m.identity.name!r} does not provide"
-                if len(configs) == 1:
-                    raise SparcEvalError(f"task {cfg.name!r} {why}")
-                log(f"{cfg.name}: not run: {why}")
-                out.append(Evaluation(cfg.name, "unsupported", {"reason": why}))
-                continue
-            if engine is None:
-                engine = Engine(m, cache=cache, batch_size=batch_size, num_workers=num_workers, progress=progress,
-                                cache_dtype=cache_dtype, dist=dist_info)
-        ctx = EvalContext(engine=engine, seed=seed, limit=limit, progress=progress, log=log,
-                          work_dir=path.parent if write_files else None,
-                          predictions=Path(predictions) if predictions else None)
-        stats_before = engine.stats.as_dict() if engine else {}
-        try:
-            res = task.evaluate(m, ctx)
-        except UnsupportedCapability as e:
-            if len(configs) == 1:
-                raise
-            log(f"{cfg.name}: not run: {e}")
-            out.append(Evaluation(cfg.name, "unsupported", {"reason": str(e)}))
-            continue
-        wall = time.perf_counter() - t0
-        result = _result_dict(cfg, res, m, name, spec_for_key, seed, limit, run_key, started, wall, precision,
-                              batch_size, dev, git, engine, stats_before)
-        if shard:
-            result["provenance"]["shard"] = f"{shard[0]}/{shard[1]}"
-        if write_files:
-            write_result(path, result, res.records)
-            log(f"{cfg.name}: wrote {path}")
-        out.append(Evaluation(cfg.name, "computed", result, path if write else None))
-    return out
-
-
-def _identical_result(path: Path, run_key: str, task, limit: int | None) -> dict | None:
-    """The stored result at ``path`` if it came from the same inputs and the same data, else None."""
-    if not path.is_file():
-        return None
-    try:
-        old = read_result(path)
-    except SparcEvalError:
-        return None
-    if old.get("run_key") != run_key or old["dataset"].get("fingerprint") != task.load_data(limit).fingerprint:
-        return None
-    return old
-
-
-def _result_dict(cfg: TaskConfig, res, model, name: str, spec: str, seed: int, limit: int | None, run_key: str,
-                 started, wall: float, precision: str, batch_size: int, device, git, engine, stats_before) -> dict:
-    import torch
-
-    from .metrics.registry import check_keys
-    from .results.aggregate import intervals
-
-    check_keys(res.metrics, f"task {cfg.name}")
-    ivals = intervals(res.records, res.aggregations, seed=seed) if res.records and res.aggregations else {}
-    stats = {}
-    if engine is not None:
-        now = engine.stats.as_dict()
-        stats = {k: now[k] - stats_before.get(k, 0) for k in now}
-    identity = model.identity.as_dict() if model is not None else {"spec": spec, "pretrained": None, "name": name,
-                                                                      "weights_sha256": None}
-    identity["name"] = name
-    return {
-        "schema": SCHEMA,
-        "task": {"name": cfg.name, "type": cfg.type, "version": cfg.version, "config_sha256": cfg.config_sha256,
-                 "groups": cfg.groups, "config": cfg.as_dict()},
-        "model": identity,
-        "dataset": {"name": cfg.dataset.get("name"), "format": cfg.dataset["format"],
-                    "fingerprint": res.dataset_fingerprint, "n_total": res.n_total, "n_used": res.n_used,
-                    "limit": limit, "partial": bool(limit is not None and res.n_used < res.n_total)},
-        "seed": seed,
-        "metrics": res.metrics,
-        "main_metric": res.main_metric,
-        "intervals": ivals,
-        "chance": res.chance,
-        "aggregations": res.aggregations,
-        "details": res.details,
-        "preprocessing": model.preprocessing if model is not None else {},
-        "provenance": {"sparc_eval": _version(), "git": git, "torch": torch.__version__, "python": platform.python_version(),
-                       "world_size": engine.dist.world if engine is not None and engine.dist else 1,
-                       "cache_dtype": engine.cache_dtype if engine is not None else None,
-                       "host": platform.node(), "device": str(device), "precision": precision, "batch_size": batch_size,
-                       "threads": torch.get_num_threads(), "started": started.isoformat(timespec="seconds"),
-                       "wall_s": round(wall, 3), "engine": stats, "pid": os.getpid()},
-        "run_key": run_key,
-    }

@@ -30,16 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .data.base import Reader, formats, get_reader
+from .data.synthetic import default_world, training_world
 from .errors import ConfigError, UnknownNameError
-from .fileio import sha256_json
+from .metrics.registry import check_keys
 from .params import Param, parse_assignment, validate
+from .task_config import TaskConfig
+from .task_types import TaskType, get_task_type
+from .yamlio import read_yaml, substitute
+
+__all__ = ["ResolvedTask", "Suite", "TaskConfig", "load_suite", "load_task", "peek_task", "resolve_task",
+           "suite_files", "task_files"]
 
 TOP_KEYS = {"name", "type", "version", "description", "dataset", "params", "main_metric", "groups"}
 REQUIRED_TOP = ("name", "type", "version", "dataset", "main_metric")
 SUITE_KEYS = {"name", "description", "tasks", "groups", "not_supported"}
-_VAR = re.compile(r"\$\{([a-z_]+)\}")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _DATASET_COMMON = {"format": Param("str", help="on-disk format (reader name)"),
                    "name": Param("str", None, "short dataset name used by `data verify`")}
@@ -61,17 +66,6 @@ def _search_dirs(include: Sequence[Path | str] = ()) -> list[Path]:
     return dirs + [shipped_dir()]
 
 
-def read_yaml(path: Path) -> Any:
-    """``yaml.safe_load`` of a file; a syntax error names the file, line and column."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: invalid YAML{where} ({getattr(e, 'problem', e)})") from None
-
-
 def task_files(include: Sequence[Path | str] = ()) -> dict[str, Path]:
     """Task name -> YAML path; ``--include-path`` folders shadow shipped tasks of the same name."""
     found: dict[str, Path] = {}
@@ -89,78 +83,33 @@ def suite_files(include: Sequence[Path | str] = ()) -> dict[str, Path]:
     return found
 
 
-@dataclass
-class TaskConfig:
-    """A validated task definition; ``dataset`` and ``params`` are resolved (defaults filled)."""
+@dataclass(frozen=True)
+class ResolvedTask:
+    """A task resolved once: its validated config, its task type and its dataset reader."""
 
-    name: str
-    type: str
-    version: int
-    dataset: dict[str, Any]
-    params: dict[str, Any]
-    main_metric: str
-    groups: list[str] = field(default_factory=list)
-    description: str = ""
-    source: Path | None = None
-    hash_basis: dict | None = field(default=None, repr=False)
+    config: TaskConfig
+    task_type: type[TaskType]
+    reader: Reader
 
-    @property
-    def config_sha256(self) -> str:
-        """Hash of everything that changes numbers: ``hash_basis`` (the unsubstituted dataset and
-        params without ``root`` and speed-only params, set by ``load_task``), else the resolved
-        ``dataset`` (without ``root``) and ``params``."""
-        basis = self.hash_basis if self.hash_basis is not None else {
-            "dataset": {k: v for k, v in self.dataset.items() if k != "root"}, "params": self.params}
-        return sha256_json({"type": self.type, "version": self.version, **basis, "main_metric": self.main_metric})
+    @classmethod
+    def of(cls, config: TaskConfig) -> ResolvedTask:
+        """Resolve an already built config (e.g. from the training loop)."""
+        return cls(config, get_task_type(config.type), get_reader(config.dataset["format"]))
 
-    def as_dict(self) -> dict:
-        return {"name": self.name, "type": self.type, "version": self.version, "dataset": self.dataset,
-                "params": self.params, "main_metric": self.main_metric, "groups": self.groups}
-
-
-def substitute(value: Any, variables: Mapping[str, Any], where: str) -> Any:
-    """Replace ``${name}`` in every string of ``value`` (a callable variable is evaluated on use)."""
-    if isinstance(value, str):
-        def repl(m: re.Match) -> str:
-            var = m.group(1)
-            if var not in variables:
-                raise ConfigError(f"{where}: unknown variable ${{{var}}}; expected one of "
-                                  f"{', '.join('${' + v + '}' for v in variables)}")
-            got = variables[var]
-            got = got() if callable(got) else got
-            if got is None:
-                raise ConfigError(f"{where}: needs a data root: set SPARC_EVAL_DATA=DIR (every command, "
-                                  f"pretrain included) or pass --data-root DIR (run, data verify)")
-            return str(got)
-        return _VAR.sub(repl, value)
-    if isinstance(value, list):
-        return [substitute(v, variables, where) for v in value]
-    if isinstance(value, dict):
-        return {k: substitute(v, variables, f"{where}.{k}") for k, v in value.items()}
-    return value
-
-
-def shapes_root() -> Path:
-    """The standard shapes world (``${shapes}``), generated on first use."""
-    from .data.synthetic import default_world
-
-    return default_world()
-
-
-def shapes_train_root() -> Path:
-    """The shapes-world pretraining set (``${shapes_train}``), generated on first use."""
-    from .data.synthetic import training_world
-
-    return training_world()
+    def build(self) -> TaskType:
+        """The task-type instance that evaluates this task."""
+        return self.task_type.from_config(self.config, self.reader)
 
 
 def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), data_root: str | Path | None = None,
               overrides: Iterable[str] | Mapping[str, Any] = ()) -> TaskConfig:
-    """Find, parse, validate and resolve one task (by name or YAML path)."""
-    from .data.base import get_reader
-    from .metrics.registry import check_keys
-    from .task_types import get_task_type
+    """Find, parse, validate and resolve one task (by name or YAML path); its ``TaskConfig``."""
+    return resolve_task(name_or_path, include=include, data_root=data_root, overrides=overrides).config
 
+
+def resolve_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (),
+                 data_root: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = ()) -> ResolvedTask:
+    """Find, parse and validate one task (by name or YAML path), resolving its type and reader once."""
     p = Path(str(name_or_path))
     if p.suffix in (".yaml", ".yml") and p.is_file():
         path = p
@@ -196,8 +145,6 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
     cls = get_task_type(str(raw["type"]))
     reader = get_reader(str(raw["dataset"]["format"]))
     if cls.dataset_kind not in reader.kind.split("|"):
-        from .data.base import formats
-
         fitting = sorted(f for f, r in formats().items() if cls.dataset_kind in r.kind.split("|"))
         raise ConfigError(f"{path}: task type {cls.name!r} needs a {cls.dataset_kind} dataset, but format "
                           f"{reader.format!r} reads {reader.kind} data; formats that fit: {', '.join(fitting)}")
@@ -219,8 +166,8 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
         raise ConfigError(f"--param format: the dataset format of {raw['name']!r} cannot be changed")
 
     env_root = data_root if data_root is not None else os.environ.get("SPARC_EVAL_DATA")
-    variables = {"data_root": Path(env_root).expanduser() if env_root else None, "shapes": shapes_root,
-                 "shapes_train": shapes_train_root,
+    variables = {"data_root": Path(env_root).expanduser() if env_root else None, "shapes": default_world,
+                 "shapes_train": training_world,
                  "task_dir": path.parent}
     schema = {**_DATASET_COMMON, **reader.params}
     dataset = validate(dataset, schema, f"{path}: dataset")
@@ -234,9 +181,10 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
     if raw["main_metric"] not in keys:
         raise ConfigError(f"{path}: main_metric {raw['main_metric']!r} is not reported by this task; "
                           f"expected one of {keys}")
-    return TaskConfig(name=raw["name"], type=cls.name, version=raw["version"], dataset=dataset, params=params,
-                      main_metric=raw["main_metric"], groups=groups, description=str(raw.get("description", "")),
-                      source=path, hash_basis=hash_basis)
+    config = TaskConfig(name=raw["name"], type=cls.name, version=raw["version"], dataset=dataset, params=params,
+                        main_metric=raw["main_metric"], groups=groups, description=str(raw.get("description", "")),
+                        source=path, hash_basis=hash_basis)
+    return ResolvedTask(config, cls, reader)
 
 
 def peek_task(name: str, include: Sequence[Path | str] = ()) -> dict:

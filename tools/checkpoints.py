@@ -31,7 +31,7 @@ def _bundle(method: str, run_dir: Path, recipe: Path, wall_s: float) -> Path:
 
     from sparc_eval.fileio import atomic_write_json, sha256_file
     from sparc_eval.pretrain.checkpoint import list_checkpoints
-    from sparc_eval.tasks import read_yaml
+    from sparc_eval.yamlio import read_yaml
 
     step, src = list_checkpoints(run_dir)[-1]
     dest = CHECKPOINTS / f"shapes-{method}"

@@ -181,7 +181,7 @@ def baseline_show(file) -> None:
         sums = base.sums[(model, task)]
         iv = e.interval()
         table.add_row(escape(model), escape(task), escape(str(e.version)), escape(e.main_metric), num(e.value(), 2),
-                      interval(*iv, 2) if iv else "-", escape(f"{e.dataset.get('n_used')}/{e.dataset.get('n_total')}"),
+                      interval(*iv, 2) if iv else "-", escape(f"{e.dataset.n_used}/{e.dataset.n_total}"),
                       str(len(sums.clusters)) if sums is not None else "-")
     Console(width=200).print(table)
 

@@ -53,9 +53,7 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--cache-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="Precision of embeddings stored in the cache (fp16 halves it for very large sets).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")
-def run(tasks, suite, model_spec, pretrained, model_name, data_root, output, device, precision, batch_size,
-        num_workers, limit, seed, params, include, no_cache, cache_dir, overwrite, resolution, interpolation, crop,
-        dense, shard, predictions, cache_dtype, quiet) -> None:
+def run(model_spec, tasks, no_cache, resolution, interpolation, crop, shard, quiet, **options) -> None:
     """Evaluate a model on tasks or a suite and print a results table.
 
     \b
@@ -63,18 +61,16 @@ def run(tasks, suite, model_spec, pretrained, model_name, data_root, output, dev
     sparc-eval run --suite demo --model open_clip:ViT-Tiny-8-64
     torchrun --nproc-per-node 8 -m sparc_eval run --suite sparc-paper --model sparc:ckpt --data-root /datasets
     """
-    from ..api import evaluate
+    from ..api import EvalOptions
+    from ..api import run as run_api
 
-    if model_spec is None and predictions is None:
+    if model_spec is None and options["predictions"] is None:
         raise UserError("--model is required (or --predictions for caption tasks)")
-    evals = evaluate(model_spec, list(tasks), suite=suite, pretrained=pretrained, model_name=model_name,
-                     data_root=data_root, output=output, params=params, include=include,
-                     device=device, precision=precision, batch_size=batch_size, num_workers=num_workers, limit=limit,
-                     seed=seed, use_cache=not no_cache, cache_dir=cache_dir, overwrite=overwrite,
-                     preprocessing={k: v for k, v in (("resolution", resolution), ("interpolation", interpolation),
-                                                      ("crop", crop)) if v is not None},
-                     dense=dense, shard=_parse_shard(shard), predictions=predictions, progress=not quiet,
-                     cache_dtype=cache_dtype, log=(lambda m: None) if quiet else log)
+    pre = {k: v for k, v in (("resolution", resolution), ("interpolation", interpolation), ("crop", crop))
+           if v is not None}
+    opts = EvalOptions(**options, use_cache=not no_cache, preprocessing=pre, shard=_parse_shard(shard),
+                       progress=not quiet, log=(lambda m: None) if quiet else log)
+    evals = run_api(model_spec, list(tasks), opts)
     from ..engine import distributed
     from ..results.table import print_run_table
 

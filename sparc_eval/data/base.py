@@ -42,7 +42,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices: Sequence[int]) -> "ImageSet":
+    def subset(self, indices: Sequence[int]) -> ImageSet:
         idx = list(indices)
         fp = self.fingerprint if idx == list(range(len(self))) else sha256_json([self.fingerprint, idx])
         return ImageSet([self.paths[i] for i in idx], [self.ids[i] for i in idx], fp,
@@ -62,7 +62,7 @@ class RetrievalSet:
     n_total_images: int = 0
     info: dict = field(default_factory=dict)
 
-    def limit(self, n: int | None) -> "RetrievalSet":
+    def limit(self, n: int | None) -> RetrievalSet:
         """The first ``n`` images (in reader order) with all their captions."""
         if n is None or n >= len(self.images):
             return self

@@ -18,11 +18,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import SparcEvalError
+from ..fileio import sha256_file, sha256_json
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 CAPABILITIES = ("image_features", "image_patches", "text_tokens")
@@ -134,6 +136,16 @@ class ModelAdapter:
         with self.autocast():
             tokens, mask = self._encode_text_tokens(list(texts))
         return tokens.float(), mask.bool()
+
+
+def spec_fingerprint(spec: str, pretrained: str | None, *extra) -> str:
+    """Identity of a model before it is loaded (keys the skip of identical runs): the spec and
+    ``pretrained`` strings, the sha256 of ``pretrained`` when it is a file, then a loader's ``extra``
+    parts (folder weights, source file). The default hook of loaders that define none."""
+    parts: list = [spec, pretrained]
+    if pretrained and Path(pretrained).expanduser().is_file():
+        parts.append(sha256_file(Path(pretrained).expanduser()))
+    return sha256_json(parts + list(extra))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

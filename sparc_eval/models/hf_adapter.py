@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelLoadError
-from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability
+from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
 from .checkpoint_io import folder_weights_sha256
 from .transforms import apply_overrides, build_image_transform
 
@@ -226,3 +226,15 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=folder_weights_sha256(folder))
     return HFAdapter(model, tok, mt, ctx, dense=dense, interpolate=interpolate, identity=identity,
                      image_transform=transform, preprocessing=pre, device=device, precision=precision)
+
+
+def fingerprint(spec: str, pretrained: str | None) -> str:
+    """Identity before loading: the strings plus the weights of a local model folder."""
+    folder = Path(spec.split(":", 1)[1]).expanduser()
+    extra = []
+    if folder.is_dir():
+        try:
+            extra.append(folder_weights_sha256(folder))
+        except ModelLoadError:
+            pass  # no weights: loading says so
+    return spec_fingerprint(spec, pretrained, *extra)

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import ModelLoadError, UnknownNameError
 from ..fileio import sha256_file, sha256_json
-from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability
+from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
 from .checkpoint_io import WEIGHT_SUFFIXES, load_into, load_state_dict
 from .transforms import apply_overrides, build_image_transform
 
@@ -246,3 +246,8 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=weights_sha)
     return OpenClipAdapter(model, tokenizer, dense=dense, identity=identity, image_transform=build_image_transform(pre),
                            preprocessing=pre, device=device, precision=precision)
+
+
+def fingerprint(spec: str, pretrained: str | None) -> str:
+    """Identity before loading: the spec, the tag or file and the file's sha256."""
+    return spec_fingerprint(spec, pretrained)

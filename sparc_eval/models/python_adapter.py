@@ -21,7 +21,7 @@ import torch
 
 from ..errors import ModelLoadError
 from ..fileio import sha256_file, sha256_json
-from .base import ModelAdapter, ModelIdentity
+from .base import ModelAdapter, ModelIdentity, spec_fingerprint
 
 
 class ModuleAdapter(ModelAdapter):
@@ -118,3 +118,19 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
         return wrap_module(built[0], built[1], built[2], identity=identity, device=device, precision=precision)
     raise ModelLoadError(f"py:{qual} returned {type(built).__name__}; expected a ModelAdapter or a tuple "
                          f"(module, image_transform, tokenizer)")
+
+
+def fingerprint(spec: str, pretrained: str | None) -> str:
+    """Identity before loading: the strings plus the sha256 of the file that defines the callable
+    (``path/to/file.py`` or ``module.path``, found without importing it), so an edited model is not
+    skipped as identical."""
+    module = spec.split(":", 1)[1].rpartition(":")[0]
+    if module.endswith(".py"):
+        path: Path | None = Path(module).expanduser()
+    else:
+        try:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            found = None
+        path = Path(found.origin) if found is not None and found.origin else None
+    return spec_fingerprint(spec, pretrained, sha256_file(path) if path is not None and path.is_file() else None)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, SparcEvalError
 from ..fileio import sha256_file
-from .base import ModelAdapter, ModelIdentity, PatchEmbeddings
+from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, spec_fingerprint
 from .open_clip_adapter import tokenizer_truncated
 from .transforms import apply_overrides, build_image_transform
 
@@ -80,3 +80,24 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
                               "step": cfg["step"]}, preprocessing)
     identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=sha256_file(ckpt / MODEL_FILE))
     return wrap(model.to(device), build_tokenizer(model.config), pre, identity, device, precision)
+
+
+def fingerprint(spec: str, pretrained: str | None) -> str:
+    """Identity before loading: the strings plus the weights of the checkpoint the run folder resolves
+    to now (its latest, or the ``pretrained`` step)."""
+    from ..pretrain.checkpoint import resolve_checkpoint
+    from .checkpoint_io import folder_weights_sha256
+
+    target = Path(spec.split(":", 1)[1]).expanduser()
+    extra = []
+    if target.is_dir():
+        try:
+            target = resolve_checkpoint(target, pretrained)
+        except SparcEvalError:
+            pass
+    if target.is_dir():
+        try:
+            extra.append(folder_weights_sha256(target))
+        except SparcEvalError:
+            pass  # no weights: loading says so
+    return spec_fingerprint(spec, pretrained, *extra)

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.synthetic import default_world, training_world
 from ..errors import ConfigError
 from ..params import Param, parse_assignment, validate
-from ..tasks import read_yaml, shapes_root, shapes_train_root, substitute
+from ..yamlio import read_yaml, substitute
 from .losses import LOSSES
 from .model import ModelConfig
 
@@ -149,7 +150,7 @@ def _positive(section: str, values: Mapping[str, Any], keys: Iterable[str], mini
 def from_dict(raw: Mapping[str, Any], where: str = "config", config_dir: Path | None = None) -> TrainConfig:
     """Validate a raw config mapping (variables substituted) into a ``TrainConfig``."""
     env_root = os.environ.get("SPARC_EVAL_DATA")
-    variables = {"shapes": shapes_root, "shapes_train": shapes_train_root,
+    variables = {"shapes": default_world, "shapes_train": training_world,
                  "data_root": Path(env_root).expanduser() if env_root else None, "config_dir": config_dir or Path.cwd()}
     top = validate(substitute(dict(raw), variables, where), TOP, where)
     _positive("", top, ("steps", "batch_size", "accum_steps", "threads", "log_every", "checkpoint_every",

@@ -64,7 +64,7 @@ from .losses import build_loss
 from .model import DualEncoder, EncoderOutputs, build_tokenizer, default_preprocessing
 
 if TYPE_CHECKING:
-    from ..tasks import TaskConfig
+    from ..task_config import TaskConfig
 
 LOG_FILE = "log.jsonl"
 _SKIP_KEYS = tuple(ShardCounts().__dict__)

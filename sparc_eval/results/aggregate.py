@@ -66,7 +66,7 @@ class ClusterSums:
 
     @classmethod
     def from_arrays(cls, aggregations: Mapping[str, Mapping], clusters: Sequence, sums: Mapping[str, np.ndarray],
-                    counts: Mapping[str, np.ndarray], grouped: Mapping | None = None) -> "ClusterSums":
+                    counts: Mapping[str, np.ndarray], grouped: Mapping | None = None) -> ClusterSums:
         """Rebuild from stored per-cluster arrays (e.g. a baseline file) instead of records; ``grouped`` maps
         (field, group) to the sparse per-(cluster, group) (sums, counts) of ``group_mean``."""
         obj = cls.__new__(cls)

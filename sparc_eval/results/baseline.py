@@ -31,7 +31,7 @@ from ..fileio import atomic_write_text
 from .aggregate import ClusterSums
 from .collect import Collection, Entry, Key, pick
 from .paired import stored_sums, sums_to_json
-from .store import validate
+from .schema import validate
 
 SCHEMA = "sparc-eval/baseline/v1"
 DROPPED = ("details", "samples")
@@ -54,7 +54,7 @@ class Baseline:
 
 def baseline_record(entry: Entry) -> dict:
     """One ``results`` item of a baseline file (reads the entry's per-sample records)."""
-    result = {k: v for k, v in entry.result.items() if k not in DROPPED}
+    result = {k: v for k, v in entry.record.to_dict().items() if k not in DROPPED}
     records = entry.records()
     aggs = entry.aggregations
     clusters = sums_to_json(ClusterSums(records, aggs)) if records and aggs else None
@@ -111,7 +111,7 @@ def load_baseline(path: Path | str) -> Baseline:
         if not isinstance(item, dict):
             raise ResultsError(f"{where}: expected an object with 'result' and 'clusters'")
         result = validate(item.get("result"), where)
-        entry = Entry(path, result, f"{path.name}:{result['model']['name']}/{result['task']['name']}")
+        entry = Entry(path, result, f"{path.name}:{result.model.name}/{result.task.name}")
         key = (entry.model, entry.task)
         if key in entries:
             raise ResultsError(f"{where}: a second result for model {key[0]!r}, task {key[1]!r}")

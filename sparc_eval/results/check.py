@@ -170,7 +170,7 @@ class CheckReport:
 
 def _dataset_text(e: Entry) -> str:
     ds = e.dataset
-    return f"{str(e.fingerprint)[:12]} (n={ds.get('n_used')}/{ds.get('n_total')}, limit={ds.get('limit')})"
+    return f"{str(e.fingerprint)[:12]} (n={ds.n_used}/{ds.n_total}, limit={ds.limit})"
 
 
 def _identity_row(base: Entry, cur: Entry) -> CheckRow | None:
@@ -231,7 +231,7 @@ def _unused_metrics(rules: Rules, baseline: Baseline) -> list[str]:
     """Warnings for listed metrics that none of the baseline results they apply to reports (a typo?)."""
     reported: dict[str, set[str]] = {}
     for (_, task), e in baseline.entries.items():
-        reported.setdefault(task, set()).update(e.result["metrics"])
+        reported.setdefault(task, set()).update(e.metrics)
     found: dict[str, bool] = {}
     for task, keys in reported.items():
         metrics = rules.for_task(task).metrics

@@ -9,12 +9,13 @@ averaged), *duplicate* when they are the same run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from ..errors import ResultsError
+from .schema import DatasetInfo, ResultRecord
 from .store import iter_result_files, read_result, read_samples
 
 Key = tuple[str, str]
@@ -27,58 +28,63 @@ def number(value: object) -> float:
     return float(value)
 
 
-@dataclass(eq=False)
 class Entry:
-    """One result file: the validated JSON, its path and a short display label."""
+    """One result file: its typed record, its path and a short display label. ``result`` may be given
+    as a record or as a result JSON object."""
 
-    path: Path
-    result: dict
-    label: str
+    def __init__(self, path: Path, result: ResultRecord | Mapping, label: str):
+        self.path = path
+        self.record = result if isinstance(result, ResultRecord) else ResultRecord.from_dict(result)
+        self.label = label
 
     @property
     def model(self) -> str:
-        return str(self.result["model"]["name"])
+        return str(self.record.model.name)
 
     @property
     def task(self) -> str:
-        return str(self.result["task"]["name"])
+        return str(self.record.task.name)
 
     @property
     def version(self) -> object:
-        return self.result["task"]["version"]
+        return self.record.task.version
 
     @property
     def config_sha256(self) -> str:
-        return str(self.result["task"]["config_sha256"])
+        return str(self.record.task.config_sha256)
 
     @property
     def groups(self) -> list[str]:
-        groups = self.result["task"].get("groups") or []
+        groups = self.record.task.groups
         return [str(g) for g in groups] if isinstance(groups, list) else []
 
     @property
-    def dataset(self) -> dict:
-        return self.result["dataset"]
+    def dataset(self) -> DatasetInfo:
+        return self.record.dataset
 
     @property
     def fingerprint(self) -> str | None:
-        return self.dataset.get("fingerprint")
+        return self.dataset.fingerprint
 
     @property
     def partial(self) -> bool:
-        return bool(self.dataset.get("partial"))
+        return bool(self.dataset.partial)
 
     @property
     def seed(self) -> object:
-        return self.result.get("seed")
+        return self.record.seed
 
     @property
     def main_metric(self) -> str:
-        return self.result["main_metric"]
+        return self.record.main_metric
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.record.metrics
 
     @property
     def started(self) -> str:
-        return str((self.result.get("provenance") or {}).get("started") or "")
+        return str(self.record.provenance.get("started") or "")
 
     @cached_property
     def signature(self) -> tuple:
@@ -87,14 +93,14 @@ class Entry:
 
     @property
     def aggregations(self) -> dict:
-        aggs = self.result.get("aggregations")
+        aggs = self.record.aggregations
         return aggs if isinstance(aggs, dict) else {}
 
     def value(self, metric: str | None = None) -> float:
-        return number(self.result["metrics"].get(metric or self.main_metric))
+        return number(self.record.metrics.get(metric or self.main_metric))
 
     def interval(self, metric: str | None = None) -> tuple[float, float] | None:
-        iv = (self.result.get("intervals") or {}).get(metric or self.main_metric)
+        iv = (self.record.intervals or {}).get(metric or self.main_metric)
         if isinstance(iv, list) and len(iv) == 2:
             lo, hi = number(iv[0]), number(iv[1])
             if not (math.isnan(lo) or math.isnan(hi)):
@@ -102,12 +108,12 @@ class Entry:
         return None
 
     def chance(self, metric: str | None = None) -> float | None:
-        c = number((self.result.get("chance") or {}).get(metric or self.main_metric))
+        c = number((self.record.chance or {}).get(metric or self.main_metric))
         return None if math.isnan(c) else c
 
     def records(self) -> list[dict]:
         """The per-sample records beside the JSON ([] when it has none)."""
-        return read_samples(self.path, self.result)
+        return read_samples(self.path, self.record)
 
 
 @dataclass

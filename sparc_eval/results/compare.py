@@ -85,7 +85,7 @@ def compare(a: Collection, b: Collection, metrics: str | Sequence[str] = "main",
     """Differences ``B - A`` per paired (model, task) and metric (those of ``metrics`` both report)."""
     rows = []
     for ea, eb in _pairs(a, b, warn):
-        keys = [k for k in select_metrics(ea, metrics) if k in eb.result["metrics"]]
+        keys = [k for k in select_metrics(ea, metrics) if k in eb.metrics]
         diffs, notes = differences(ea, eb, keys, seed, warn=warn)
         note = "; ".join(_identity_notes(ea, eb) + notes)
         rows += [CompareRow(ea, eb, diffs[k], metric_direction(k)[0], note) for k in keys]

@@ -237,8 +237,8 @@ def _table(kept: Mapping[Key, Entry], columns: Sequence[Column], refs: Mapping[s
             iv = e.interval(c.metric)
             if iv:
                 lo[m][c.key], hi[m][c.key] = iv
-            n_used[m][c.key] = float(e.dataset.get("n_used") or math.nan)
-            n_total[m][c.key] = float(e.dataset.get("n_total") or math.nan)
+            n_used[m][c.key] = float(e.dataset.n_used or math.nan)
+            n_total[m][c.key] = float(e.dataset.n_total or math.nan)
             reasons = _stale_reasons(e, refs[c.key], current.get(c.key))
             if math.isnan(vals[m][c.key]):
                 reasons.append(f"metric {c.metric} missing from {e.label}")

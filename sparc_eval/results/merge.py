@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ResultsError
-from .store import iter_result_files, read_result, slug
+from ..names import slug
+from .schema import ResultRecord
+from .store import iter_result_files, read_result
 
 
 @dataclass
@@ -52,7 +54,7 @@ def merge_report(root: Path | str, tasks: Sequence[str], current: Mapping[str, t
     root = Path(root)
     if not root.exists():
         raise ResultsError(f"{root}: results folder does not exist")
-    found: dict[str, dict[str, list[tuple[Path, dict]]]] = {}
+    found: dict[str, dict[str, list[tuple[Path, ResultRecord]]]] = {}
     unreadable = []
     for path in iter_result_files(root):
         try:
@@ -60,7 +62,7 @@ def merge_report(root: Path | str, tasks: Sequence[str], current: Mapping[str, t
         except ResultsError as e:
             unreadable.append(str(e))
             continue
-        found.setdefault(slug(r["model"]["name"]), {}).setdefault(r["task"]["name"], []).append((path, r))
+        found.setdefault(slug(r.model.name), {}).setdefault(r.task.name, []).append((path, r))
     names = list(dict.fromkeys(slug(m) for m in models)) or sorted(found)
     reports = []
     for name in names:
@@ -76,13 +78,13 @@ def merge_report(root: Path | str, tasks: Sequence[str], current: Mapping[str, t
                         rep.missing_shards.append(s)
                 continue
             rep.present.append(task)
-            if len({e[1].get("run_key") for e in entries}) > 1 or len({str(e[1]["metrics"]) for e in entries}) > 1:
+            if len({e[1].run_key for e in entries}) > 1 or len({str(e[1].metrics) for e in entries}) > 1:
                 rep.duplicated[task] = [str(p) for p, _ in entries]
             version, sha = current[task]
             r = entries[0][1]
-            if r["task"]["version"] != version:
-                rep.stale[task] = f"task version {r['task']['version']} (current {version})"
-            elif r["task"]["config_sha256"] != sha:
+            if r.task.version != version:
+                rep.stale[task] = f"task version {r.task.version} (current {version})"
+            elif r.task.config_sha256 != sha:
                 rep.stale[task] = "task config changed since this result was computed"
         rep.missing_shards.sort()
         reports.append(rep)

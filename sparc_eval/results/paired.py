@@ -57,8 +57,8 @@ def select_metrics(entry: Entry, which: str | Sequence[str]) -> list[str]:
     if which == "main":
         return [entry.main_metric]
     if which == "all":
-        return [entry.main_metric] + sorted(k for k in entry.result["metrics"] if k != entry.main_metric)
-    return [k for k in which if k in entry.result["metrics"]]
+        return [entry.main_metric] + sorted(k for k in entry.metrics if k != entry.main_metric)
+    return [k for k in which if k in entry.metrics]
 
 
 def sums_to_json(sums: ClusterSums) -> dict:

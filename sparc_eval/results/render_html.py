@@ -152,13 +152,13 @@ def _details(c: Column, rows: list[DetailRow], anchor: str, digits: int) -> list
     metrics = [c.metric] if c.metric else []
     seen = set(metrics)
     for _, e, _, _ in rows:
-        new = sorted(set(e.result["metrics"]) - seen)
+        new = sorted(set(e.metrics) - seen)
         metrics += new
         seen.update(new)
     summary = esc(describe_column(c, digits))
     if rows:
         ds = rows[0][1].dataset
-        summary += f" · dataset {esc(ds.get('name') or '?')} ({esc(ds.get('format') or '?')})"
+        summary += f" · dataset {esc(ds.name or '?')} ({esc(ds.format or '?')})"
     out = [(f'<details class="task" id="{anchor}"><summary><strong>{esc(c.label)}</strong> '
             f'<span class="muted">{summary} · {len(rows)} result{"s" if len(rows) != 1 else ""}</span></summary>')]
     if not rows:
@@ -171,9 +171,9 @@ def _details(c: Column, rows: list[DetailRow], anchor: str, digits: int) -> list
         ds = e.dataset
         badge = '<span class="badge">partial</span>' if partial else ""
         cells = [f'<td class="text model" title="{esc(m)}" data-v="{esc(m)}">{esc(m)}{badge}</td>',
-                 f'<td data-v="{exact(ds.get("n_used"))}">{esc(ds.get("n_used"))}/{esc(ds.get("n_total"))}</td>',
+                 f'<td data-v="{exact(ds.n_used)}">{esc(ds.n_used)}/{esc(ds.n_total)}</td>',
                  f'<td data-v="{esc(e.seed)}">{esc(e.seed)}</td>']
-        values, ivs = e.result["metrics"], e.result.get("intervals") or {}
+        values, ivs = e.metrics, e.record.intervals or {}
         cells += [_metric_cell(values.get(k), ivs.get(k), digits) for k in metrics]
         cells += [f'<td class="text"><code>{esc(str(e.fingerprint)[:12])}</code></td>',
                   f'<td class="text"><code>{esc(e.config_sha256[:12])}</code> v{esc(e.version)}</td>',

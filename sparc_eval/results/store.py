@@ -8,25 +8,13 @@ This module imports neither torch nor the models.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..errors import ResultsError
 from ..fileio import atomic_write_text
-
-SCHEMA = "sparc-eval/result/v1"
-REQUIRED = {
-    "schema": str, "task": dict, "model": dict, "dataset": dict, "metrics": dict, "main_metric": str,
-}
-TASK_FIELDS = ("name", "type", "version", "config_sha256")
-MODEL_FIELDS = ("spec", "pretrained", "name", "weights_sha256")
-
-
-def slug(text: str) -> str:
-    """A filesystem-safe model or task name: lower-case, ``[a-z0-9._-]``, no leading dot."""
-    s = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
-    return s or "model"
+from ..names import slug
+from .schema import ResultRecord, validate
 
 
 def result_path(root: Path | str, model_name: str, task_name: str) -> Path:
@@ -37,40 +25,19 @@ def samples_path(json_path: Path) -> Path:
     return json_path.with_name(json_path.name[: -len(".json")] + ".samples.jsonl")
 
 
-def write_result(path: Path, result: Mapping, records: Iterable[Mapping] | None) -> Path:
-    """Write the per-sample JSONL (if any) and then the result JSON, each atomically."""
-    result = dict(result)
+def write_result(path: Path, result: ResultRecord | Mapping, records: Iterable[Mapping] | None) -> Path:
+    """Write the per-sample JSONL (if any) and then the result JSON, each atomically. A mapping is
+    taken as a result JSON object (``ResultRecord.from_dict``)."""
+    record = result if isinstance(result, ResultRecord) else ResultRecord.from_dict(result)
     if records is not None:
         sp = samples_path(path)
         atomic_write_text(sp, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-        result["samples"] = sp.name
-    atomic_write_text(path, json.dumps(result, indent=2, sort_keys=True, allow_nan=True) + "\n")
+        record.samples = sp.name
+    atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, allow_nan=True) + "\n")
     return path
 
 
-def validate(result: object, path: Path | str) -> dict:
-    """Check the fields every consumer relies on; raise ``ResultsError`` naming ``path`` otherwise."""
-    if not isinstance(result, dict):
-        raise ResultsError(f"{path}: expected a JSON object, found {type(result).__name__}")
-    for key, typ in REQUIRED.items():
-        if not isinstance(result.get(key), typ):
-            raise ResultsError(f"{path}: field {key!r} missing or not a {typ.__name__} "
-                               f"(found {type(result.get(key)).__name__})")
-    if not result["schema"].startswith("sparc-eval/result/"):
-        raise ResultsError(f"{path}: schema {result['schema']!r} is not a sparc-eval result (expected {SCHEMA})")
-    for f in TASK_FIELDS:
-        if f not in result["task"]:
-            raise ResultsError(f"{path}: field task.{f} is missing")
-    for f in MODEL_FIELDS:
-        if f not in result["model"]:
-            raise ResultsError(f"{path}: field model.{f} is missing")
-    if result["main_metric"] not in result["metrics"]:
-        raise ResultsError(f"{path}: main_metric {result['main_metric']!r} is not among metrics "
-                           f"{sorted(result['metrics'])}")
-    return result
-
-
-def read_result(path: Path | str) -> dict:
+def read_result(path: Path | str) -> ResultRecord:
     """Load and validate one result JSON."""
     path = Path(path)
     try:
@@ -85,14 +52,10 @@ def read_result(path: Path | str) -> dict:
     return validate(data, path)
 
 
-def read_samples(result_json: Path | str, result: Mapping) -> list[dict]:
+def read_samples(result_json: Path | str, result: ResultRecord) -> list[dict]:
     """The per-sample records named by ``result`` (the JSON at ``result_json``); [] when it has none."""
-    result_json = Path(result_json)
-    name = result.get("samples")
-    if not name:
-        return []
-    path = result_json.with_name(name)
-    if not path.exists():
+    path = result.samples_file(result_json)
+    if path is None or not path.exists():
         return []
     records = []
     with path.open(encoding="utf-8") as f:

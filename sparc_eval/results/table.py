@@ -21,16 +21,16 @@ def print_run_table(evals: Sequence, console: Console | None = None) -> None:
     for col in ("model", "task", "main metric", "value", "95% CI", "chance", "n", "status", "other metrics"):
         table.add_column(col, overflow="fold")
     for ev in evals:
-        if ev.status == "unsupported":
-            table.add_row("", ev.task, "", "", "", "", "", ev.status, ev.result["reason"])
+        r = ev.record
+        if r is None:
+            table.add_row("", ev.task, "", "", "", "", "", ev.status, ev.reason or "")
             continue
-        r = ev.result
-        main = r["main_metric"]
-        lo_hi = r.get("intervals", {}).get(main)
+        main = r.main_metric
+        lo_hi = r.intervals.get(main)
         ci = f"[{fmt(lo_hi[0])}, {fmt(lo_hi[1])}]" if lo_hi else "-"
-        ds = r["dataset"]
-        n = f"{ds.get('n_used')}" + (f"/{ds.get('n_total')} (partial)" if ds.get("partial") else "")
-        others = ", ".join(f"{k} {fmt(v)}" for k, v in r["metrics"].items() if k != main)
-        table.add_row(r["model"]["name"], r["task"]["name"], main, fmt(r["metrics"][main]), ci,
-                      fmt(r.get("chance", {}).get(main)), n, ev.status, others)
+        ds = r.dataset
+        n = f"{ds.n_used}" + (f"/{ds.n_total} (partial)" if ds.partial else "")
+        others = ", ".join(f"{k} {fmt(v)}" for k, v in r.metrics.items() if k != main)
+        table.add_row(r.model.name, r.task.name, main, fmt(r.metrics[main]), ci, fmt(r.chance.get(main)), n,
+                      ev.status, others)
     console.print(table)

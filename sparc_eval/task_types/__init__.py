@@ -1,44 +1,31 @@
-"""Task-type registry: built-in types are the modules of this package (``type: retrieval`` ->
-``sparc_eval.task_types.retrieval``, which defines ``TASK_TYPE``); plugins add types through the
-``sparc_eval.task_types`` entry-point group."""
+"""Task-type registry: the built-in types below (``type: retrieval`` -> ``Retrieval``); plugins add types
+through the ``sparc_eval.task_types`` entry-point group. Each type's ``name`` must equal its registered name."""
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from importlib.metadata import entry_points
-
-from ..errors import UnknownNameError
+from ..registry import Registry
 from .base import EvalContext, TaskResult, TaskType
 
-__all__ = ["EvalContext", "TaskResult", "TaskType", "get_task_type", "task_types"]
+__all__ = ["TASK_TYPES", "EvalContext", "TaskResult", "TaskType", "get_task_type", "task_types"]
+
+TASK_TYPES: Registry[type[TaskType]] = Registry("task type", "sparc_eval.task_types", {
+    "retrieval": "sparc_eval.task_types.retrieval:Retrieval",
+    "zeroshot_classification": "sparc_eval.task_types.zeroshot_classification:ZeroShotClassification",
+    "linear_probe": "sparc_eval.task_types.linear_probe:LinearProbe",
+    "zeroshot_segmentation": "sparc_eval.task_types.zeroshot_segmentation:ZeroShotSegmentation",
+    "caption_selection": "sparc_eval.task_types.caption_selection:CaptionSelection",
+    "winoground": "sparc_eval.task_types.winoground:Winoground",
+    "caption_faithfulness": "sparc_eval.task_types.caption_faithfulness:CaptionFaithfulness",
+    "captioning": "sparc_eval.task_types.captioning:Captioning",
+    "caption_transfer": "sparc_eval.task_types.caption_transfer:CaptionTransfer",
+    "detection_transfer": "sparc_eval.task_types.detection_transfer:DetectionTransfer",
+    "segmentation_transfer": "sparc_eval.task_types.segmentation_transfer:SegmentationTransfer",
+}, base=TaskType, name_attr="name")
 
 
 def get_task_type(name: str) -> type[TaskType]:
-    for ep in entry_points(group="sparc_eval.task_types"):
-        if ep.name == name:
-            return ep.load()
-    if name.isidentifier() and not name.startswith("_") and name != "base":
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-        else:
-            cls = getattr(module, "TASK_TYPE", None)
-            if cls is not None:
-                return cls
-    raise UnknownNameError("task type", name, sorted(task_types()))
+    return TASK_TYPES.get(name)
 
 
 def task_types() -> dict[str, type[TaskType]]:
-    """Every known task type (imports the built-in modules)."""
-    found: dict[str, type[TaskType]] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name == "base":
-            continue
-        cls = getattr(importlib.import_module(f"{__name__}.{info.name}"), "TASK_TYPE", None)
-        if cls is not None:
-            found[cls.name] = cls
-    for ep in entry_points(group="sparc_eval.task_types"):
-        found.setdefault(ep.name, ep.load())
-    return found
+    """Every known task type (imports them all)."""
+    return TASK_TYPES.all()

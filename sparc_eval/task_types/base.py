@@ -12,19 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..data.base import Reader, get_reader
 from ..params import Param
+from ..task_config import TaskConfig
 
 if TYPE_CHECKING:
     from ..engine import Engine
     from ..models.base import ModelAdapter
-    from ..tasks import TaskConfig
 
 
 @dataclass
 class EvalContext:
     """What a task's ``evaluate`` may use besides the model."""
 
-    engine: "Engine"
+    engine: Engine
     seed: int = 0
     limit: int | None = None
     progress: bool = True
@@ -64,13 +65,15 @@ class TaskType:
     needs_model: ClassVar[bool] = True
     description: ClassVar[str] = ""
 
-    def __init__(self, config: "TaskConfig"):
+    def __init__(self, config: TaskConfig, reader: Reader | None = None):
         self.config = config
+        self.reader = reader if reader is not None else get_reader(config.dataset["format"])
         self._data: dict = {}
 
     @classmethod
-    def from_config(cls, config: "TaskConfig") -> "TaskType":
-        return cls(config)
+    def from_config(cls, config: TaskConfig, reader: Reader | None = None) -> TaskType:
+        """The task for a validated config; ``reader`` is the config's dataset reader (looked up when None)."""
+        return cls(config, reader)
 
     @classmethod
     def metric_keys(cls, params: Mapping[str, Any]) -> list[str]:
@@ -80,12 +83,10 @@ class TaskType:
     def load_data(self, limit: int | None = None):
         """The dataset value from the configured reader (limited to the first ``limit`` units). A task
         without a model (``needs_model = False``) never decodes images, so their files need not exist."""
-        from ..data.base import get_reader
-
         if limit not in self._data:
-            data = get_reader(self.config.dataset["format"]).load_for(self.config.dataset, self.needs_model)
+            data = self.reader.load_for(self.config.dataset, self.needs_model)
             self._data[limit] = data.limit(limit) if limit is not None and hasattr(data, "limit") else data
         return self._data[limit]
 
-    def evaluate(self, model: "ModelAdapter", ctx: EvalContext) -> TaskResult:
+    def evaluate(self, model: ModelAdapter, ctx: EvalContext) -> TaskResult:
         raise NotImplementedError

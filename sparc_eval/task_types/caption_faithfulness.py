@@ -127,6 +127,3 @@ class CaptionFaithfulness(TaskType):
         content = [noun_adj_tokens(c, t) for c, t in zip(pool, pool_tags)]
         return {"K-P": 100 * float(chance_k_precision([tokens(c) for c in pool], ref_tokens, mode).mean()),
                 "K-Pna": 100 * float(chance_k_precision(content, ref_tokens, mode).mean())}
-
-
-TASK_TYPE = CaptionFaithfulness

@@ -104,6 +104,3 @@ class CaptionSelection(TaskType):
             block = torch.einsum("nd,nkd->nk", img[image_idx[s:s + ITEM_BLOCK]], txt[opts.clamp(min=0)]).double()
             out[s:s + ITEM_BLOCK] = block.masked_fill(opts < 0, float("nan")).numpy()
         return out
-
-
-TASK_TYPE = CaptionSelection

@@ -151,6 +151,3 @@ class CaptionTransfer(TaskType):
         return TaskResult(metrics=scored.metrics, main_metric=self.config.main_metric, records=scored.records,
                           aggregations=scored.aggregations, details=details, n_total=test.n_total_images,
                           n_used=len(test.images), dataset_fingerprint=test.fingerprint)
-
-
-TASK_TYPE = CaptionTransfer

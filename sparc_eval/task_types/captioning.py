@@ -206,6 +206,3 @@ class Captioning(TaskType):
         return TaskResult(metrics=scored.metrics, main_metric=self.config.main_metric, records=scored.records,
                           aggregations=scored.aggregations, details=details, n_total=data.n_total_images,
                           n_used=len(used), dataset_fingerprint=data.fingerprint)
-
-
-TASK_TYPE = Captioning

@@ -98,6 +98,3 @@ class DetectionTransfer(TaskType):
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, details=details,
                           n_total=data.n_total_images, n_used=len(data.image_ids),
                           dataset_fingerprint=data.fingerprint)
-
-
-TASK_TYPE = DetectionTransfer

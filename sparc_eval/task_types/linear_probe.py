@@ -192,6 +192,3 @@ class LinearProbe(TaskType):
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,
                           aggregations=aggregations, chance=chance, details=details, n_total=data.test.n_total,
                           n_used=len(data.test.images), dataset_fingerprint=data.fingerprint)
-
-
-TASK_TYPE = LinearProbe

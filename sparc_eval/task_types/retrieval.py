@@ -91,6 +91,3 @@ class Retrieval(TaskType):
             r.update({f"t2i_R@{k}": float(t2i[k][j]) for k in ks})
             records.append(r)
         return records
-
-
-TASK_TYPE = Retrieval

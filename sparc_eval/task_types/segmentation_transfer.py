@@ -125,6 +125,3 @@ class SegmentationTransfer(TaskType):
             raise ConfigError(f"params.train_dataset {self.config.params['train_dataset']}: the training split "
                               f"is the evaluation split; name a different split")
         return out
-
-
-TASK_TYPE = SegmentationTransfer

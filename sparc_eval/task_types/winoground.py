@@ -58,6 +58,3 @@ class Winoground(TaskType):
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,
                           aggregations=aggregations, chance=chance, details=details, n_total=data.n_total,
                           n_used=len(data.items), dataset_fingerprint=data.fingerprint)
-
-
-TASK_TYPE = Winoground

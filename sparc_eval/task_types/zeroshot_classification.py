@@ -220,9 +220,9 @@ class ZeroShotClassification(TaskType):
         return ["top1", "top5", "mean_per_class_recall", *[f"top1.{s}" for s in params["subsets"]]]
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, reader=None):
         template_source(config.params["templates"])
-        return cls(config)
+        return cls(config, reader)
 
     def evaluate(self, model, ctx: EvalContext) -> TaskResult:
         data = require_classification(self.load_data(ctx.limit), self.config.name)
@@ -245,6 +245,3 @@ class ZeroShotClassification(TaskType):
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,
                           aggregations=aggregations, chance=ch, details=details, n_total=data.n_total,
                           n_used=len(data.images), dataset_fingerprint=data.fingerprint)
-
-
-TASK_TYPE = ZeroShotClassification

@@ -406,6 +406,3 @@ class ZeroShotSegmentation(TaskType):
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,
                           aggregations=aggregations, details=details, n_total=data.n_total, n_used=len(data.images),
                           dataset_fingerprint=data.fingerprint)
-
-
-TASK_TYPE = ZeroShotSegmentation
