@@ -38,7 +38,7 @@ def scoring_child(kind: str, repeats: int) -> None:
     import torch
     import torch.nn.functional as F
 
-    from sparc_eval.task_types.zeroshot_segmentation import chunked_argmax
+    from sparc_eval.task_common.windows import chunked_argmax
 
     torch.set_num_threads(max(1, os.cpu_count() // 2))
     grid = torch.randn(CLASSES, GRID, GRID)
@@ -96,7 +96,7 @@ def e2e_child(model_spec: str, root: str, device: str, batch_size: int) -> None:
 
     from sparc_eval.api import evaluate
     from sparc_eval.models import load_model
-    from sparc_eval.task_types.zeroshot_segmentation import (
+    from sparc_eval.task_common.windows import (
         rescale_size,
         sliding_windows,
     )

@@ -322,7 +322,7 @@ class _Session:
 
     def broadcast(self, value):
         """``value`` as rank 0 has it (every rank decides alike); ``value`` itself without a group."""
-        from .engine import distributed as dist
+        from . import distributed as dist
 
         return dist.broadcast(value, self.dist) if self.dist is not None else value
 

@@ -40,7 +40,7 @@ from .task_types import TaskType, get_task_type
 from .yamlio import read_yaml, substitute
 
 __all__ = ["ResolvedTask", "Suite", "TaskConfig", "load_suite", "load_task", "peek_task", "resolve_task",
-           "suite_files", "task_files"]
+           "suite_files", "task_files", "task_versions"]
 
 TOP_KEYS = {"name", "type", "version", "description", "dataset", "params", "main_metric", "groups"}
 REQUIRED_TOP = ("name", "type", "version", "dataset", "main_metric")
@@ -194,6 +194,12 @@ def peek_task(name: str, include: Sequence[Path | str] = ()) -> dict:
         raise UnknownNameError("task", name, sorted(files))
     raw = read_yaml(files[name])
     return raw if isinstance(raw, dict) else {}
+
+
+def task_versions(tasks: Sequence[str], include: Sequence[Path | str] = ()) -> dict[str, object]:
+    """Current ``version`` of each task YAML that exists (shipped or under ``include``)."""
+    files = task_files(include)
+    return {t: peek_task(t, include).get("version") for t in tasks if t in files}
 
 
 @dataclass

@@ -245,7 +245,7 @@ def _slide_reference(img: Image.Image, hw: tuple[int, int], mean, std) -> torch.
 
 
 def test_slide_windows_are_crops_of_the_once_resized_image():
-    from sparc_eval.task_types.zeroshot_segmentation import SlideWindows
+    from sparc_eval.task_common.windows import SlideWindows
 
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
     rng = np.random.default_rng(0)
@@ -305,7 +305,7 @@ def test_chair_instances_of_another_split_is_an_error(runner, cli, small_world, 
 
 
 def test_chair_instances_missing_some_images_is_logged(small_world, tmp_path):
-    from sparc_eval.task_types.captioning import _ground_truth_objects
+    from sparc_eval.task_common.captions import ground_truth_objects
     from sparc_eval.text.objects import load_vocabulary
 
     inst = json.loads((small_world / "annotations" / "instances_test.json").read_text())
@@ -316,7 +316,7 @@ def test_chair_instances_missing_some_images_is_logged(small_world, tmp_path):
     (tmp_path / "partial.json").write_text(json.dumps(inst))
     logged: list[str] = []
     params = {"instances": "partial.json"}
-    gt, info = _ground_truth_objects(params, str(tmp_path), ids, [[] for _ in ids], load_vocabulary("shapes"),
+    gt, info = ground_truth_objects(params, str(tmp_path), ids, [[] for _ in ids], load_vocabulary("shapes"),
                                      logged.append)
     assert info["images_without_instances"] == 1 and len(logged) == 1
     assert f"1 of {len(ids)} evaluated images have no entry (e.g. image id '{gone}')" in logged[0]

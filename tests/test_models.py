@@ -9,10 +9,10 @@ import torch
 from conftest import TINY_OPEN_CLIP
 from PIL import Image
 
+from sparc_eval.checkpoint_io import load_state_dict
 from sparc_eval.errors import ModelLoadError
 from sparc_eval.fileio import sha256_file
 from sparc_eval.models import load_model
-from sparc_eval.models.checkpoint_io import load_state_dict
 
 TEXTS = ["a red circle to the left of a blue square", "two yellow stars", "a small green cross in the center"]
 
@@ -182,7 +182,7 @@ def test_py_spec_with_module_tuple(tmp_path, tiny):
     src = tmp_path / "mymodel.py"
     src.write_text(
         "import open_clip\n"
-        "from sparc_eval.models.open_clip_adapter import open_clip_module\n"
+        "from sparc_eval.open_clip_configs import open_clip_module\n"
         "def build(seed=0):\n"
         "    open_clip_module()\n"
         "    model, _, pre = open_clip.create_model_and_transforms('ViT-Tiny-8-64')\n"

@@ -48,7 +48,7 @@ def tiny_config(world: Path, out: Path, loss: dict, model: dict | None = None, a
 
 def first_step(cfg) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """(loss terms averaged over ranks, gradients) of the first step of ``cfg``."""
-    from sparc_eval.pretrain import distributed as D
+    from sparc_eval import distributed as D
     from sparc_eval.pretrain.train import Trainer
 
     trainer = Trainer(cfg, progress=False, log=lambda m: None)
@@ -61,7 +61,7 @@ def first_step(cfg) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
 
 
 def _worker(world: Path, out: Path) -> None:
-    from sparc_eval.engine.distributed import shutdown
+    from sparc_eval.distributed import shutdown
 
     rank = int(os.environ["RANK"])
     for case, (loss, model, accum) in CASES.items():

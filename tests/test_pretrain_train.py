@@ -251,5 +251,4 @@ def test_model_losses_checkpoint_and_loader_import_without_the_training_loop():
             "sparc_eval.models.sparc_adapter; "
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('sparc_eval.pretrain.') or m == 'sparc_eval.api')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out) == ["sparc_eval.pretrain.checkpoint", "sparc_eval.pretrain.distributed",
-                         "sparc_eval.pretrain.losses", "sparc_eval.pretrain.model"]
+    assert json.loads(out) == ["sparc_eval.pretrain.checkpoint", "sparc_eval.pretrain.losses", "sparc_eval.pretrain.model"]

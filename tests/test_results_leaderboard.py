@@ -112,7 +112,7 @@ def test_suite_fixes_columns_and_groups_and_flags_results_of_an_older_task_yaml(
         (include / f"{name}.yaml").write_text(f"name: {name}\nversion: {version}\n")
     (include / "suites" / "toy.yaml").write_text(
         "name: toy\ntasks: [toy-retrieval, toy-pairs, toy-extra]\ngroups: {both: [toy-retrieval, toy-pairs]}\n")
-    from sparc_eval.results.leaderboard import shipped_versions
+    from sparc_eval.tasks import task_versions as shipped_versions
 
     current = shipped_versions(["toy-retrieval", "toy-pairs", "toy-captions"], [include])
     assert current == {"toy-retrieval": 1, "toy-pairs": 2}

@@ -137,7 +137,7 @@ def test_built_wheel_ships_the_task_yamls(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for yaml_file in (REPO / "tasks").rglob("*.yaml"):
         assert f"sparc_eval/_tasks/{yaml_file.relative_to(REPO / 'tasks')}" in names
-    assert "sparc_eval/models/open_clip_configs/ViT-Tiny-8-64.json" in names
+    assert "sparc_eval/open_clip_configs/ViT-Tiny-8-64.json" in names
     # A non-editable install finds its tasks from site-packages.
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],

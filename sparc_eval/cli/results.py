@@ -45,9 +45,9 @@ def leaderboard(results, outputs, fmt, suite, include, baseline_model, title, di
     sparc-eval leaderboard results/ --suite sparc-paper --baseline clip-vit-b16
     """
     from ..results.collect import collect
-    from ..results.leaderboard import build, shipped_versions
+    from ..results.leaderboard import build
     from ..results.render import format_of, render, write_board
-    from ..tasks import load_suite
+    from ..tasks import load_suite, task_versions
 
     for path in outputs:
         format_of(path)
@@ -55,7 +55,7 @@ def leaderboard(results, outputs, fmt, suite, include, baseline_model, title, di
     suite_obj = load_suite(suite, include) if suite else None
     tasks = sorted({e.task for e in collection.entries})
     board = build(collection, suite=suite_obj, baseline=baseline_model, title=title,
-                  current_versions=shipped_versions(tasks, include))
+                  current_versions=task_versions(tasks, include))
     if not outputs:
         click.echo(render(board, fmt, digits), nl=False)
     for path in outputs:

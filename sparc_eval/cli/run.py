@@ -71,7 +71,7 @@ def run(model_spec, tasks, no_cache, resolution, interpolation, crop, shard, qui
     opts = EvalOptions(**options, use_cache=not no_cache, preprocessing=pre, shard=_parse_shard(shard),
                        progress=not quiet, log=(lambda m: None) if quiet else log)
     evals = run_api(model_spec, list(tasks), opts)
-    from ..engine import distributed
+    from .. import distributed
     from ..results.table import print_run_table
 
     d = distributed.info()

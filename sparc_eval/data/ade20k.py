@@ -1,9 +1,6 @@
 """ADE20K (SceneParsing, ADEChallengeData2016): 150 classes, 0 = "other" ignored (reduce_zero_label).
 
-Layout (``root`` = the ADEChallengeData2016 folder)::
-
-    <root>/images/<split>/<id>.jpg           split: validation (2,000 images) or training
-    <root>/annotations/<split>/<id>.png      greyscale: 0 other (ignored), 1-150 classes
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 Images are listed from the image folder, sorted by path (as mmsegmentation).
 """
@@ -21,7 +18,10 @@ class ADE20KReader(SegmentationReader):
     fixed_reduce_zero_label = True
     params: ClassVar[dict[str, Param]] = {**SegmentationReader.common_params,
                                           "split": Param("str", "validation", "images/<split> folder")}
-    layout = __doc__.split("Layout (``root`` = the ADEChallengeData2016 folder)::")[1].split("Images are")[0].rstrip()
+    layout = """
+
+    <root>/images/<split>/<id>.jpg           split: validation (2,000 images) or training
+    <root>/annotations/<split>/<id>.png      greyscale: 0 other (ignored), 1-150 classes"""
 
     def _pairs(self, cfg, root):
         image_dir = root / "images" / cfg["split"]

@@ -1,15 +1,6 @@
 """ARO (Yuksekgonul et al., ICLR 2023): VG-Relation, VG-Attribution, COCO-Order, Flickr30k-Order.
 
-Layout (``root`` = the dataset folder; ``subset`` picks the benchmark)::
-
-    vg_relation:     <root>/visual_genome_relation.json     [{image_path, bbox_x, bbox_y, bbox_w, bbox_h,
-                                                               true_caption, false_caption, relation_name}]
-                     <root>/images/<image_path>             the VG/GQA image subset (vgr_vga_images.zip)
-    vg_attribution:  <root>/visual_genome_attribution.json  same fields, with ``attributes`` (a pair)
-                     <root>/images/<image_path>
-    coco_order:      <root>/coco_karpathy_test.json         BLIP format: [{image: "val2014/COCO_val2014_...jpg",
-                                                               caption: [str, ...]}]; images under root
-    flickr30k_order: <root>/flickr30k_test.json             BLIP format: [{image: "flickr30k-images/...jpg", ...}]
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 VG items: the image is cropped to the item's box before preprocessing; options are [false, true]
 (the right one is index 1); categories are relation names (VG-R) or ``<attr0>_<attr1>`` (VG-A).
@@ -154,8 +145,16 @@ class AROReader(Reader):
         "seed": Param("int", 1, "order subsets: seed of the perturbations (recorded)"),
         "max_words": Param("int", 30, "order subsets: pre_caption word limit", min=1),
     }
-    layout = __doc__.split("Layout (``root`` = the dataset folder; ``subset`` picks the benchmark)::")[1] \
-        .split("VG items:")[0].rstrip()
+    layout = """
+
+    vg_relation:     <root>/visual_genome_relation.json     [{image_path, bbox_x, bbox_y, bbox_w, bbox_h,
+                                                               true_caption, false_caption, relation_name}]
+                     <root>/images/<image_path>             the VG/GQA image subset (vgr_vga_images.zip)
+    vg_attribution:  <root>/visual_genome_attribution.json  same fields, with ``attributes`` (a pair)
+                     <root>/images/<image_path>
+    coco_order:      <root>/coco_karpathy_test.json         BLIP format: [{image: "val2014/COCO_val2014_...jpg",
+                                                               caption: [str, ...]}]; images under root
+    flickr30k_order: <root>/flickr30k_test.json             BLIP format: [{image: "flickr30k-images/...jpg", ...}]"""
 
     def load(self, cfg, tagger: Tagger | None = None) -> CaptionSelectionSet:
         root = check_root(cfg, f"aro {cfg['subset']}")

@@ -11,21 +11,19 @@ fingerprinting ImageNet takes seconds) and keys the embedding cache and the resu
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
-import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError
 from ..fileio import sha256_file, sha256_json
 from ..params import Param
+from ..registry import Registry
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -163,34 +161,32 @@ def fingerprint(fmt: str, annotation_files: Sequence[Path], images: Sequence[Pat
                         "images": listing, "extra": extra})
 
 
+READERS: Registry[Reader] = Registry("dataset format", "sparc_eval.datasets", {
+    "ade20k": "sparc_eval.data.ade20k:READER",
+    "aro": "sparc_eval.data.aro:READER",
+    "cifar": "sparc_eval.data.cifar:READER",
+    "cityscapes": "sparc_eval.data.cityscapes:READER",
+    "coco_captions": "sparc_eval.data.coco_captions:READER",
+    "coco_instances": "sparc_eval.data.coco_instances:READER",
+    "coco_stuff": "sparc_eval.data.coco_stuff:READER",
+    "csv_classification": "sparc_eval.data.csv_classification:READER",
+    "csv_retrieval": "sparc_eval.data.csv_retrieval:READER",
+    "imagefolder": "sparc_eval.data.imagefolder:READER",
+    "imagenet": "sparc_eval.data.imagenet:READER",
+    "karpathy": "sparc_eval.data.karpathy:READER",
+    "pascal_context": "sparc_eval.data.pascal_context:READER",
+    "sugarcrepe": "sparc_eval.data.sugarcrepe:READER",
+    "voc": "sparc_eval.data.voc:READER",
+    "wds": "sparc_eval.data.wds:READER",
+    "winoground": "sparc_eval.data.winoground:READER",
+}, base=Reader, name_attr="format")
+
+
 def get_reader(fmt: str) -> Reader:
     """The reader for a ``dataset.format`` name."""
-    for ep in entry_points(group="sparc_eval.datasets"):
-        if ep.name == fmt:
-            return ep.load()
-    if fmt.isidentifier() and not fmt.startswith("_"):
-        try:
-            module = importlib.import_module(f"sparc_eval.data.{fmt}")
-        except ModuleNotFoundError as e:
-            if e.name != f"sparc_eval.data.{fmt}":
-                raise
-        else:
-            reader = getattr(module, "READER", None)
-            if isinstance(reader, Reader):
-                return reader
-    raise UnknownNameError("dataset format", fmt, sorted(formats()))
+    return READERS.get(fmt)
 
 
 def formats() -> dict[str, Reader]:
     """Every known format (imports all reader modules; used for listings and error messages)."""
-    import sparc_eval.data as pkg
-
-    found: dict[str, Reader] = {}
-    for info in pkgutil.iter_modules(pkg.__path__):
-        module = importlib.import_module(f"sparc_eval.data.{info.name}")
-        reader = getattr(module, "READER", None)
-        if isinstance(reader, Reader):
-            found[reader.format] = reader
-    for ep in entry_points(group="sparc_eval.datasets"):
-        found.setdefault(ep.name, ep.load())
-    return found
+    return READERS.all()

@@ -1,10 +1,6 @@
 """CIFAR-10 and CIFAR-100 from the official python-pickle batches (Krizhevsky 2009).
 
-Layout (``root`` = the folder holding the extracted archive)::
-
-    <root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}
-    <root>/cifar-100-python/{train, test, meta}
-    (or those files directly in <root>)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 The batches are data, not code: they are read with an unpickler that admits only the globals the
 official files contain (numpy's array reconstructor, ``ndarray`` and ``dtype``); anything else is
@@ -147,7 +143,11 @@ class CifarReader(Reader):
         "classnames": Param("str", "", "'' = CLIP's names (shipped), 'meta' = the batch file's label names, "
                                        "or a class-name file"),
     }
-    layout = __doc__.split("Layout (``root`` = the folder holding the extracted archive)::")[1].split("The batches")[0].rstrip()
+    layout = """
+
+    <root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}
+    <root>/cifar-100-python/{train, test, meta}
+    (or those files directly in <root>)"""
 
     def load(self, cfg) -> ClassificationSet:
         root = check_root(cfg, "cifar")

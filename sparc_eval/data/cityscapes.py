@@ -1,9 +1,6 @@
 """Cityscapes: 19 evaluation classes as train ids, 255 ignored.
 
-Layout (``root`` = the cityscapes folder)::
-
-    <root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png          split: val (500 images)
-    <root>/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png      train ids 0-18, 255 ignored
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 The ``labelTrainIds`` maps come from cityscapesScripts (``createTrainIdLabelImgs``) or
 mmsegmentation's ``tools/dataset_converters/cityscapes.py``.
@@ -21,7 +18,10 @@ class CityscapesReader(SegmentationReader):
     default_table = "cityscapes"
     fixed_reduce_zero_label = False
     params: ClassVar[dict[str, Param]] = dict(SegmentationReader.common_params)
-    layout = __doc__.split("Layout (``root`` = the cityscapes folder)::")[1].split("The ``labelTrainIds")[0].rstrip()
+    layout = """
+
+    <root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png          split: val (500 images)
+    <root>/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png      train ids 0-18, 255 ignored"""
 
     def _pairs(self, cfg, root):
         image_dir = root / "leftImg8bit" / cfg["split"]

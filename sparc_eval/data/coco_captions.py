@@ -1,9 +1,6 @@
 """COCO captions JSON (``captions_val2017.json``) for image-text retrieval.
 
-Layout (``root`` = the COCO folder)::
-
-    <root>/annotations/captions_val2017.json   {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}
-    <root>/val2017/000000000139.jpg ...
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 Images are taken in the order of the file's ``images`` list; images without any caption are left
 out (and counted in the result details). Captions are used as written (whitespace stripped).
@@ -25,7 +22,10 @@ class CocoCaptionsReader(Reader):
         "annotations": Param("str", "annotations/captions_val2017.json", "captions JSON, relative to root"),
         "image_dir": Param("str", "val2017", "image folder, relative to root"),
     }
-    layout = __doc__.split("Layout (``root`` = the COCO folder)::")[1].split("Images are taken")[0].rstrip()
+    layout = """
+
+    <root>/annotations/captions_val2017.json   {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}
+    <root>/val2017/000000000139.jpg ..."""
 
     def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         root = check_root(cfg, "coco_captions")

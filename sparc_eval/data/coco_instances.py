@@ -1,15 +1,6 @@
 """COCO instances JSON (``instances_val2017.json``) for detection and instance segmentation.
 
-Layout (``root`` = the dataset folder)::
-
-    <root>/annotations/instances_val2017.json    {"images": [{"id", "file_name", "width", "height"}],
-                                                  "annotations": [{"id", "image_id", "category_id",
-                                                                   "bbox": [x, y, w, h], "area",
-                                                                   "iscrowd"?, "segmentation"?}],
-                                                  "categories": [{"id", "name"}]}
-    <root>/val2017/<file_name>                   the images (``images``)
-    <root>/annotations/instances_train2017.json  training split (``train_annotations``, optional)
-    <root>/train2017/<file_name>                 (``train_images``)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 The evaluation split is ``annotations``/``images``; transfer tasks also read the training split.
 Category ids may have gaps (COCO: 80 categories with ids 1-90): label ``i`` is the ``i``-th entry of
@@ -137,7 +128,16 @@ class CocoInstancesReader(Reader):
         "train_annotations": Param("str", None, "training split JSON (transfer tasks), relative to root"),
         "train_images": Param("str", None, "folder of the training images, relative to root"),
     }
-    layout = __doc__.split("Layout (``root`` = the dataset folder)::")[1].split("The evaluation split")[0].rstrip()
+    layout = """
+
+    <root>/annotations/instances_val2017.json    {"images": [{"id", "file_name", "width", "height"}],
+                                                  "annotations": [{"id", "image_id", "category_id",
+                                                                   "bbox": [x, y, w, h], "area",
+                                                                   "iscrowd"?, "segmentation"?}],
+                                                  "categories": [{"id", "name"}]}
+    <root>/val2017/<file_name>                   the images (``images``)
+    <root>/annotations/instances_train2017.json  training split (``train_annotations``, optional)
+    <root>/train2017/<file_name>                 (``train_images``)"""
 
     def load(self, cfg) -> CocoInstances:
         root = check_root(cfg, "coco_instances")

@@ -1,9 +1,6 @@
 """COCO-Stuff 164k: 171 classes (80 things + 91 stuff) as train ids, 255 unlabelled.
 
-Layout (``root`` = the coco_stuff164k folder)::
-
-    <root>/images/<split>/<id>.jpg                       split: val2017 (5,000 images) or train2017
-    <root>/annotations/<split>/<id>_labelTrainIds.png    train ids 0-170, 255 ignored
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 The ``_labelTrainIds.png`` maps are written by mmsegmentation's
 ``tools/dataset_converters/coco_stuff164k.py`` from ``stuffthingmaps_trainval2017.zip``.
@@ -22,7 +19,10 @@ class CocoStuffReader(SegmentationReader):
     fixed_reduce_zero_label = False
     params: ClassVar[dict[str, Param]] = {**SegmentationReader.common_params,
                                           "split": Param("str", "val2017", "images/<split> folder")}
-    layout = __doc__.split("Layout (``root`` = the coco_stuff164k folder)::")[1].split("The ``_labelTrainIds")[0].rstrip()
+    layout = """
+
+    <root>/images/<split>/<id>.jpg                       split: val2017 (5,000 images) or train2017
+    <root>/annotations/<split>/<id>_labelTrainIds.png    train ids 0-170, 255 ignored"""
 
     def _pairs(self, cfg, root):
         image_dir = root / "images" / cfg["split"]

@@ -1,12 +1,6 @@
 """A CSV of ``path,label`` rows: the simplest way to bring any labelled image set.
 
-Layout (``root`` = the dataset folder)::
-
-    <root>/<file>              e.g. test.csv (UTF-8, a BOM is fine): rows "images/0001.jpg,3" or
-                               "images/0001.jpg,golden retriever"; an optional header row whose first cell
-                               is path/file/filepath/filename/image or whose second is label/class
-    <root>/<image paths>       paths relative to root (or absolute)
-    <root>/classnames.txt      optional (dataset.classnames): class names, one per line, in label order
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 ``file`` may contain ``{split}`` (default ``{split}.csv``), so a linear probe finds its train file.
 A label is an integer class index (needs ``classnames``) or a class name (from ``classnames``, or,
@@ -38,7 +32,13 @@ class CsvClassificationReader(Reader):
         "file": Param("str", "{split}.csv", "CSV file relative to root"),
         "classnames": Param("str", "", "class-name file, one per line in label order ('' = names from the CSV)"),
     }
-    layout = __doc__.split("Layout (``root`` = the dataset folder)::")[1].split("``file`` may")[0].rstrip()
+    layout = """
+
+    <root>/<file>              e.g. test.csv (UTF-8, a BOM is fine): rows "images/0001.jpg,3" or
+                               "images/0001.jpg,golden retriever"; an optional header row whose first cell
+                               is path/file/filepath/filename/image or whose second is label/class
+    <root>/<image paths>       paths relative to root (or absolute)
+    <root>/classnames.txt      optional (dataset.classnames): class names, one per line, in label order"""
 
     def load(self, cfg) -> ClassificationSet:
         root = check_root(cfg, "csv_classification")

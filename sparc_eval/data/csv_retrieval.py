@@ -1,9 +1,6 @@
 """Custom image-text retrieval sets from two CSV files (your own data, any size).
 
-Layout::
-
-    images.csv     image_id,path            (path absolute, or relative to `root`, default: the CSV's folder)
-    captions.csv   image_id,caption         (any number of captions per image; quote captions with commas)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 Images keep the order of ``images.csv``; captions are grouped by image in that order (stable).
 Images without a caption are left out and counted (``n_total`` counts captioned images only, so a
@@ -52,7 +49,10 @@ class CsvRetrievalReader(Reader):
         "captions": Param("path", help="CSV with columns image_id,caption (pass --param captions=FILE)"),
         "root": Param("path", "", "folder that relative image paths start from (default: the images CSV's folder)"),
     }
-    layout = __doc__.split("Layout::")[1].split("Images keep")[0].rstrip()
+    layout = """
+
+    images.csv     image_id,path            (path absolute, or relative to `root`, default: the CSV's folder)
+    captions.csv   image_id,caption         (any number of captions per image; quote captions with commas)"""
 
     def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         images_csv, captions_csv = Path(cfg["images"]).expanduser(), Path(cfg["captions"]).expanduser()

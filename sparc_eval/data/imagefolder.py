@@ -1,9 +1,6 @@
 """Any ImageFolder (torchvision layout): one sub-folder per class, images inside (searched recursively).
 
-Layout (``root`` = the dataset folder)::
-
-    <root>/<split>/<class>/**/<image>.{jpg,jpeg,png,webp,...}   split '' = class folders directly in root
-    <root>/classnames.txt          optional (dataset.classnames): one class name per line
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 Labels follow torchvision's ``ImageFolder``: class folders sorted by name, files sorted within each.
 Class names: the folder names, or the ``classnames`` file. When every folder name is in the file,
@@ -85,7 +82,10 @@ class ImageFolderReader(Reader):
         "classnames": Param("str", "", "class-name file, one per line (relative to root or absolute); "
                                        "'' = the folder names"),
     }
-    layout = __doc__.split("Layout (``root`` = the dataset folder)::")[1].split("Labels follow")[0].rstrip()
+    layout = """
+
+    <root>/<split>/<class>/**/<image>.{jpg,jpeg,png,webp,...}   split '' = class folders directly in root
+    <root>/classnames.txt          optional (dataset.classnames): one class name per line"""
 
     def load(self, cfg) -> ClassificationSet:
         root = check_root(cfg, "imagefolder")

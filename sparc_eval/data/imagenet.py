@@ -1,14 +1,6 @@
 """ImageNet-1k and its evaluation variants (V2, Sketch, R, A, C), labelled by WordNet id.
 
-Layout (``root`` = the folder of the chosen ``variant``)::
-
-    imagenet  <root>/<split>/<wnid>/*.JPEG                       class folders (torchvision / valprep.sh)
-              or <root>/ILSVRC/Data/CLS-LOC/<split>/*.JPEG        Kaggle: flat files +
-                 <root>/LOC_<split>_solution.csv                  ImageId,PredictionString ("wnid x y x y ...")
-    v2        <root>/<0..999>/*.jpeg                              ImageNet-V2: folder = class index (not a wnid)
-    sketch    <root>/<wnid>/*.JPEG                                ImageNet-Sketch, 1000 classes
-    r, a      <root>/<wnid>/*.jpg                                 ImageNet-R / -A: 200 of the 1000 classes
-    c         <root>/<corruption>/<1..5>/<wnid>/*.JPEG            ImageNet-C: 15 corruptions x 5 severities
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 Labels are indices into the 1000 WordNet ids in sorted order (= the order of the OpenAI class-name
 list and of torchvision's ``ImageFolder`` on wnid folders); ImageNet-V2 folders are read as
@@ -116,7 +108,15 @@ class ImageNetReader(Reader):
         "severities": Param("list[int]", list(SEVERITIES), "ImageNet-C severities to use", choices=SEVERITIES),
         "classnames": Param("str", "", "class-name file, one per line in label order ('' = OpenAI's names)"),
     }
-    layout = __doc__.split("Layout (``root`` = the folder of the chosen ``variant``)::")[1].split("Labels are")[0].rstrip()
+    layout = """
+
+    imagenet  <root>/<split>/<wnid>/*.JPEG                       class folders (torchvision / valprep.sh)
+              or <root>/ILSVRC/Data/CLS-LOC/<split>/*.JPEG        Kaggle: flat files +
+                 <root>/LOC_<split>_solution.csv                  ImageId,PredictionString ("wnid x y x y ...")
+    v2        <root>/<0..999>/*.jpeg                              ImageNet-V2: folder = class index (not a wnid)
+    sketch    <root>/<wnid>/*.JPEG                                ImageNet-Sketch, 1000 classes
+    r, a      <root>/<wnid>/*.jpg                                 ImageNet-R / -A: 200 of the 1000 classes
+    c         <root>/<corruption>/<1..5>/<wnid>/*.JPEG            ImageNet-C: 15 corruptions x 5 severities"""
 
     def load(self, cfg) -> ClassificationSet:
         root = check_root(cfg, f"imagenet ({cfg['variant']})")

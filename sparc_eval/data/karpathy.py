@@ -1,10 +1,6 @@
 """Karpathy split JSON (``dataset_coco.json``, ``dataset_flickr30k.json``) for image-text retrieval.
 
-Layout (``root`` = the dataset folder)::
-
-    <root>/dataset_coco.json            {"images": [{"split", "filename", "filepath"?, "sentences": [{"raw"}]}]}
-    <root>/<image_dir>/<filepath>/<filename>   e.g. coco/val2014/COCO_val2014_000000391895.jpg
-                                               or flickr30k/flickr30k-images/1000092795.jpg (image_dir)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 ``split`` selects images (``test``; ``train+restval`` joins splits). Every sentence of an image is
 used (COCO has images with more than 5), with its ``raw`` text as written (surrounding whitespace
@@ -31,7 +27,11 @@ class KarpathyReader(Reader):
         "split": Param("str", "test", "split to use; join several with '+' (e.g. train+restval)"),
         "image_dir": Param("str", "", "folder under root holding the images (e.g. flickr30k-images)"),
     }
-    layout = __doc__.split("Layout (``root`` = the dataset folder)::")[1].split("``split``")[0].rstrip()
+    layout = """
+
+    <root>/dataset_coco.json            {"images": [{"split", "filename", "filepath"?, "sentences": [{"raw"}]}]}
+    <root>/<image_dir>/<filepath>/<filename>   e.g. coco/val2014/COCO_val2014_000000391895.jpg
+                                               or flickr30k/flickr30k-images/1000092795.jpg (image_dir)"""
 
     def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         root = check_root(cfg, "karpathy")

@@ -1,11 +1,7 @@
 """Pascal Context (60 classes with background, or 59 with ``reduce_zero_label``), as mmsegmentation
 prepares it.
 
-Layout (``root`` = the VOC2010 folder)::
-
-    <root>/JPEGImages/<id>.jpg
-    <root>/SegmentationClassContext/<id>.png         0 background, 1-59 classes (255 ignored if present)
-    <root>/ImageSets/SegmentationContext/<split>.txt one id per line (val: 5,105 images)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 The label PNGs are those written by mmsegmentation's ``tools/dataset_converters/pascal_context.py``
 (from ``trainval_merged.json`` with the Detail API); the bundled class table follows *that*
@@ -32,7 +28,11 @@ class PascalContextReader(VOCReader):  # the VOC reader's file pairing, Pascal C
         "label_dir": Param("str", "SegmentationClassContext", "label folder under root"),
         "split_dir": Param("str", "ImageSets/SegmentationContext", "folder of the <split>.txt lists under root"),
     }
-    layout = __doc__.split("Layout (``root`` = the VOC2010 folder)::")[1].split("The label PNGs")[0].rstrip()
+    layout = """
+
+    <root>/JPEGImages/<id>.jpg
+    <root>/SegmentationClassContext/<id>.png         0 background, 1-59 classes (255 ignored if present)
+    <root>/ImageSets/SegmentationContext/<split>.txt one id per line (val: 5,105 images)"""
 
 
 READER = PascalContextReader()

@@ -1,11 +1,6 @@
 """SugarCrepe (Hsieh et al., NeurIPS 2023): one image, its caption and a hard negative, 7 categories.
 
-Layout (``root`` = the dataset folder)::
-
-    <root>/<annotations>/<category>.json   {"<index>": {"filename", "caption", "negative_caption"}, ...}
-                                           categories: add_att add_obj replace_att replace_obj
-                                           replace_rel swap_att swap_obj (RAIVNLab/sugar-crepe data/)
-    <image_dir>/<filename>                 COCO val2017 images (image_dir absolute or under root)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 Keys of a file are string indices and may be non-contiguous; items keep the file's order. The shapes
 world writes the same format (``${shapes}/sugarcrepe/*.json``, images in ``${shapes}/images``).
@@ -40,7 +35,12 @@ class SugarCrepeReader(Reader):
         "image_dir": Param("path", "val2017", "image folder (absolute, or under root)"),
         "categories": Param("list[str]", list(CATEGORIES), "categories (file stems) to evaluate"),
     }
-    layout = __doc__.split("Layout (``root`` = the dataset folder)::")[1].split("Keys of a file")[0].rstrip()
+    layout = """
+
+    <root>/<annotations>/<category>.json   {"<index>": {"filename", "caption", "negative_caption"}, ...}
+                                           categories: add_att add_obj replace_att replace_obj
+                                           replace_rel swap_att swap_obj (RAIVNLab/sugar-crepe data/)
+    <image_dir>/<filename>                 COCO val2017 images (image_dir absolute or under root)"""
 
     def load(self, cfg) -> CaptionSelectionSet:
         root = check_root(cfg, "sugarcrepe")

@@ -1,10 +1,6 @@
 """Pascal VOC 2012 semantic segmentation (21 classes with background, or 20 with ``reduce_zero_label``).
 
-Layout (``root`` = the VOC2012 folder)::
-
-    <root>/JPEGImages/<id>.jpg
-    <root>/SegmentationClass/<id>.png          palette PNG: 0 background, 1-20 classes, 255 void border
-    <root>/ImageSets/Segmentation/<split>.txt  one id per line (val: 1,449 images)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 ``reduce_zero_label: true`` gives the 20-class, background-ignored setting (mmsegmentation's VOC20 of
 MaskCLIP/TCL); ``false`` keeps background as class 0 (21 classes, scored). The shapes world writes
@@ -29,7 +25,11 @@ class VOCReader(SegmentationReader):
         "label_dir": Param("str", "SegmentationClass", "label folder under root"),
         "split_dir": Param("str", "ImageSets/Segmentation", "folder of the <split>.txt lists under root"),
     }
-    layout = __doc__.split("Layout (``root`` = the VOC2012 folder)::")[1].split("``reduce_zero_label")[0].rstrip()
+    layout = """
+
+    <root>/JPEGImages/<id>.jpg
+    <root>/SegmentationClass/<id>.png          palette PNG: 0 background, 1-20 classes, 255 void border
+    <root>/ImageSets/Segmentation/<split>.txt  one id per line (val: 1,449 images)"""
 
     def _pairs(self, cfg, root):
         listing = root / cfg["split_dir"] / f"{cfg['split']}.txt"

@@ -1,12 +1,6 @@
 """CLIP_benchmark's WebDataset evaluation folders (``wds_<name>``), for classification and retrieval.
 
-Layout (``root`` = a local copy of e.g. huggingface.co/datasets/clip-benchmark/wds_cifar10)::
-
-    <root>/<split>/nshards.txt, 0.tar ... <n-1>.tar    samples <key>.{webp,png,jpg,jpeg} + <key>.cls
-                                                       (retrieval: + <key>.txt, one caption per line)
-    <root>/classnames.txt                              classification: one class name per line
-    <root>/zeroshot_classification_templates.txt       optional: prompt templates with {c}
-    <root>/dataset_type.txt                            "retrieval", or absent (= classification)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 A sample's key is its member path up to the first dot of the file name (webdataset's rule); samples
 keep shard and member order. The engine reads images by path, so the image members are extracted
@@ -144,8 +138,13 @@ class WdsReader(Reader):
         "split": Param("str", "test", "split folder (test, train)"),
         "classnames": Param("str", "classnames.txt", "class-name file relative to root (classification)"),
     }
-    layout = __doc__.split("Layout (``root`` = a local copy of e.g. huggingface.co/datasets/clip-benchmark/wds_cifar10)::")[1] \
-        .split("A sample's key")[0].rstrip()
+    layout = """
+
+    <root>/<split>/nshards.txt, 0.tar ... <n-1>.tar    samples <key>.{webp,png,jpg,jpeg} + <key>.cls
+                                                       (retrieval: + <key>.txt, one caption per line)
+    <root>/classnames.txt                              classification: one class name per line
+    <root>/zeroshot_classification_templates.txt       optional: prompt templates with {c}
+    <root>/dataset_type.txt                            "retrieval", or absent (= classification)"""
 
     def load(self, cfg):
         root = check_root(cfg, "wds")

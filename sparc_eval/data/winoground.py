@@ -1,15 +1,7 @@
 """Winoground (Thrush et al., CVPR 2022): 400 items of two images and two captions, from the local files
 of the Hugging Face dataset ``facebook/winoground`` (gated; download it once, nothing is fetched here).
 
-Layout (``root`` = the downloaded dataset folder), either of::
-
-    <root>/data/examples.jsonl       {"id", "image_0", "image_1", "caption_0", "caption_1", "tag",
-                                      "secondary_tag", "num_main_preds", "collapsed_tag"} per line;
-                                      image_k is a file stem such as "ex_0_img_0"
-    <root>/data/images/<stem>.png    the extracted images.zip, or <root>/data/images.zip itself
-
-    <root>/**/*.parquet              the hub's parquet conversion: the same columns, image_0/image_1
-                                     as {bytes, path} structs (needs pyarrow)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 ``examples.jsonl`` may also sit directly in ``root``. Images from ``images.zip`` or parquet bytes
 are written once, unchanged, to ``<cache>/winoground/<digest>/``. Files are untrusted: item ids and
@@ -172,8 +164,15 @@ class WinogroundReader(Reader):
         "root": Param("path", help="the downloaded facebook/winoground folder"),
         "source": Param("str", "auto", "which files to read", ("auto", "jsonl", "parquet")),
     }
-    layout = __doc__.split("Layout (``root`` = the downloaded dataset folder), either of::")[1] \
-        .split("``examples.jsonl`` may")[0].rstrip()
+    layout = """
+
+    <root>/data/examples.jsonl       {"id", "image_0", "image_1", "caption_0", "caption_1", "tag",
+                                      "secondary_tag", "num_main_preds", "collapsed_tag"} per line;
+                                      image_k is a file stem such as "ex_0_img_0"
+    <root>/data/images/<stem>.png    the extracted images.zip, or <root>/data/images.zip itself
+
+    <root>/**/*.parquet              the hub's parquet conversion: the same columns, image_0/image_1
+                                     as {bytes, path} structs (needs pyarrow)"""
 
     def load(self, cfg) -> WinogroundSet:
         root = check_root(cfg, "winoground")

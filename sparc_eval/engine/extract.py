@@ -21,11 +21,11 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..data.base import ImageSet
 from ..errors import DataError
 from ..fileio import sha256_json
 from ..models.base import ModelAdapter, PatchEmbeddings
-from . import distributed
 from .cache import EmbeddingCache
 from .sources import CachedSource, RowSource, TensorRows
 

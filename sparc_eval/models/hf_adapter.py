@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint_io import folder_weights_sha256
 from ..errors import ModelLoadError
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
-from .checkpoint_io import folder_weights_sha256
 from .transforms import apply_overrides, build_image_transform
 
 SUPPORTED = ("clip", "siglip")

@@ -20,24 +20,12 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint_io import WEIGHT_SUFFIXES, load_into, load_state_dict
 from ..errors import ModelLoadError, UnknownNameError
 from ..fileio import sha256_file, sha256_json
+from ..open_clip_configs import open_clip_module
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
-from .checkpoint_io import WEIGHT_SUFFIXES, load_into, load_state_dict
 from .transforms import apply_overrides, build_image_transform
-
-_CONFIGS_ADDED = False
-
-
-def open_clip_module():
-    """open_clip with sparc-eval's small configs registered (ViT-Tiny-8-64, ViT-Small-16-224)."""
-    global _CONFIGS_ADDED
-    import open_clip
-
-    if not _CONFIGS_ADDED:
-        open_clip.add_model_config(Path(__file__).with_name("open_clip_configs"))
-        _CONFIGS_ADDED = True
-    return open_clip
 
 
 def find_cached_tag(arch: str, tag: str) -> Path:

@@ -85,8 +85,8 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
 def fingerprint(spec: str, pretrained: str | None) -> str:
     """Identity before loading: the strings plus the weights of the checkpoint the run folder resolves
     to now (its latest, or the ``pretrained`` step)."""
+    from ..checkpoint_io import folder_weights_sha256
     from ..pretrain.checkpoint import resolve_checkpoint
-    from .checkpoint_io import folder_weights_sha256
 
     target = Path(spec.split(":", 1)[1]).expanduser()
     extra = []

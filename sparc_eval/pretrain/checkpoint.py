@@ -136,7 +136,7 @@ def read_config(path: Path | str) -> dict:
 
 def load_model(path: Path | str) -> tuple[DualEncoder, dict]:
     """(model on CPU in eval mode, config.json) of a checkpoint folder."""
-    from ..models.checkpoint_io import load_into, load_state_dict
+    from ..checkpoint_io import load_into, load_state_dict
 
     path = Path(path)
     cfg = read_config(path)

@@ -59,7 +59,7 @@ TOP = {
     "optim": Param("dict", {}),
     "eval": Param("dict", {}),
 }
-LOSS = {"name": Param("str", help=f"one of {', '.join(LOSSES)}"), "params": Param("dict", {})}
+LOSS = {"name": Param("str", help=f"one of {', '.join(LOSSES.names())}"), "params": Param("dict", {})}
 DATA = {
     "format": Param("str", choices=("csv", "shapes", "webdataset")),
     "path": Param("path", None, "csv: the CSV file"),

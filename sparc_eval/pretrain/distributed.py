@@ -1,17 +1,5 @@
-"""torch.distributed for training: the training device and process group from torchrun's environment, and
-the tensor collectives the losses need. The group description (``DistInfo``), object gathering, barriers
-and leaving the group are the evaluation engine's (``sparc_eval.engine.distributed``).
-
-- ``gather_with_grad(x)``: all ranks' ``x`` concatenated along dim 0 (rank order), differentiable: the
-  backward sums every rank's gradient for this rank's slice (``torch.distributed.nn.all_gather``), as
-  open_clip's ``ClipLoss(gather_with_grad=True)``. Every rank then computes the same batch-wide loss, and
-  DDP's gradient averaging turns the W-fold sum back into the exact gradient.
-- ``gather(x)``: the same without gradient (padding masks).
-- ``all_reduce_sum(x)`` / ``all_reduce_mean(x)``: over ranks, without gradient (counts of valid tokens,
-  of captions; logged loss terms).
-
-Without an initialised process group these are the identity and ``world_size()`` is 1, so losses work
-unchanged in a single process.
+"""torch.distributed for training: the training device and the process group from torchrun's environment.
+The collectives (object and tensor) are the floor-0 ``sparc_eval.distributed``'s.
 """
 from __future__ import annotations
 
@@ -21,43 +9,8 @@ import os
 import torch
 import torch.distributed as dist
 
-from ..engine.distributed import DistInfo, info
+from ..distributed import DistInfo, info
 from ..errors import ConfigError
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """[b, ...] on each rank -> [W*b, ...] (rank order), differentiable. Identity without DDP."""
-    if world_size() == 1:
-        return x
-    import torch.distributed.nn.functional as dnn
-
-    return torch.cat(dnn.all_gather(x.contiguous()), dim=0)
-
-
-def gather(x: torch.Tensor) -> torch.Tensor:
-    """[b, ...] on each rank -> [W*b, ...] (rank order), without gradient (masks, ids). Identity without DDP."""
-    if world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=0)
-
-
-def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
-    """Sum of ``x`` over ranks (a new tensor, no gradient). Identity without DDP. Under NCCL ``x`` must be
-    on this rank's GPU."""
-    x = x.detach().clone()
-    if world_size() > 1:
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x
-
-
-def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
-    return all_reduce_sum(x) / world_size()
 
 
 def training_device(device: str = "auto") -> torch.device:

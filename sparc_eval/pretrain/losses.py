@@ -58,8 +58,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, UnknownNameError
-from . import distributed as D
+from .. import distributed as D
+from ..errors import ConfigError
+from ..registry import Registry
 from .model import EncoderOutputs
 
 _MASKED = -1e9  # logit of a padded candidate (Listing 1's INF)
@@ -368,7 +369,7 @@ class FilipLoss(_Loss):
 
     def forward(self, out: EncoderOutputs, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         f = filip_loss(D.gather_with_grad(out.patch_embeds), D.gather_with_grad(out.token_embeds),
-                       D.gather(out.token_mask), out.logit_scale_local,
+                       D.gather_tensor(out.token_mask), out.logit_scale_local,
                        token_drop=self.token_drop if self.training else 0.0, generator=generator,
                        chunk_size=self.chunk_size)
         terms = {"filip": f}
@@ -415,7 +416,7 @@ class GloriaLoss(_Loss):
 
     def forward(self, out: EncoderOutputs, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         local = gloria_local_loss(D.gather_with_grad(out.patch_embeds), D.gather_with_grad(out.token_embeds),
-                                  D.gather(out.token_mask), out.logit_scale_local, **self.kw)
+                                  D.gather_tensor(out.token_mask), out.logit_scale_local, **self.kw)
         g = _global_clip(out)
         return {"loss": self.global_weight * g + self.local_weight * local, "global": g, "local": local}
 
@@ -452,29 +453,30 @@ class MgcaLoss(_Loss):
         return {"loss": loss, **terms}
 
 
-LOSSES: dict[str, type[_Loss]] = {"clip": ClipLoss, "sparc": SparcLoss, "filip": FilipLoss, "pacl": PaclLoss,
-                                  "gloria": GloriaLoss, "mgca": MgcaLoss}
+LOSSES: Registry[type[_Loss]] = Registry("loss", "sparc_eval.losses", {
+    name: f"{__name__}:{cls}" for name, cls in (("clip", "ClipLoss"), ("sparc", "SparcLoss"), ("filip", "FilipLoss"),
+                                                ("pacl", "PaclLoss"), ("gloria", "GloriaLoss"), ("mgca", "MgcaLoss"))
+}, base=_Loss)
 
 
 def loss_params(name: str) -> list[str]:
     """The options a loss accepts in the training config (``embed_dim`` comes from the model)."""
-    sig = inspect.signature(LOSSES[name].__init__)
+    sig = inspect.signature(LOSSES.get(name).__init__)
     return [p for p in sig.parameters if p not in ("self", "embed_dim")]
 
 
 def build_loss(name: str, params: dict | None = None, embed_dim: int | None = None) -> _Loss:
     """The loss module registered as ``name`` with ``params`` (validated: unknown keys list the valid ones)."""
-    if name not in LOSSES:
-        raise UnknownNameError("loss", name, sorted(LOSSES))
+    cls = LOSSES.get(name)
     params = dict(params or {})
     valid = loss_params(name)
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ConfigError(f"loss.params: unknown option(s) {', '.join(unknown)} for loss {name!r}; "
                           f"expected some of {', '.join(valid) or '(none)'}")
-    if "embed_dim" in inspect.signature(LOSSES[name].__init__).parameters:
+    if "embed_dim" in inspect.signature(cls.__init__).parameters:
         params["embed_dim"] = embed_dim
     try:
-        return LOSSES[name](**params)
+        return cls(**params)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"loss.params for {name!r}: {e}") from None

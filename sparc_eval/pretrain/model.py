@@ -1,7 +1,7 @@
 """The dual encoder SPARC and its baselines train: open_clip towers with patch and token outputs.
 
 Built from any open_clip model config name (``ViT-B-16``, ``ViT-L-14``, the tiny ``ViT-Tiny-8-64`` of
-``models/open_clip_configs``), with ``vision_cfg`` / ``text_cfg`` overrides. Notation of the paper (§2):
+``sparc_eval/open_clip_configs``), with ``vision_cfg`` / ``text_cfg`` overrides. Notation of the paper (§2):
 
 - ``f_v``: open_clip's ``VisionTransformer`` up to ``ln_post`` (applied per token); its [CLS] token stays
   inside the transformer but is never an output (App. D.3: no [CLS] for the global embeddings). The
@@ -112,7 +112,7 @@ class EncoderOutputs:
 
 
 def _tower_cfgs(cfg: ModelConfig) -> tuple[dict, dict, int]:
-    from ..models.open_clip_adapter import open_clip_module
+    from ..open_clip_configs import open_clip_module
 
     open_clip = open_clip_module()
     base = open_clip.get_model_config(cfg.arch)
@@ -146,7 +146,7 @@ def build_tokenizer(cfg: ModelConfig):
 
 @functools.lru_cache(maxsize=8)
 def _tokenizer(arch: str, context_length: int):
-    from ..models.open_clip_adapter import open_clip_module
+    from ..open_clip_configs import open_clip_module
 
     return open_clip_module().get_tokenizer(arch, context_length=context_length)
 

@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..engine import distributed as E
+from .. import distributed as E
 from ..errors import ConfigError
 from ..fileio import atomic_write_text, sha256_json
 from . import checkpoint as ckpt
@@ -169,7 +169,7 @@ class Trainer:
         self.steps_per_epoch: int | None = None
         state, resumed_from = self._find_resume(resume)
         if state is not None:
-            from ..models.checkpoint_io import load_into, load_state_dict
+            from ..checkpoint_io import load_into, load_state_dict
 
             load_into(self.encoder, load_state_dict(resumed_from / ckpt.MODEL_FILE), resumed_from, "this run's model")
             self.loss.load_state_dict(state["loss"])
@@ -398,8 +398,8 @@ class Trainer:
     def _log_step(self, terms: dict[str, torch.Tensor], norm: torch.Tensor, samples_per_s: float,
                   step_time: float) -> dict:
         keys = sorted(terms)
-        values = D.all_reduce_mean(torch.stack([terms[k].float() for k in keys]))
-        skipped = D.all_reduce_sum(torch.tensor([float(self.skipped[k]) for k in _SKIP_KEYS], device=self.device))
+        values = E.all_reduce_mean(torch.stack([terms[k].float() for k in keys]))
+        skipped = E.all_reduce_sum(torch.tensor([float(self.skipped[k]) for k in _SKIP_KEYS], device=self.device))
         with torch.no_grad():
             scale, local = self.encoder.temperatures()
         rec = {"step": self.step, "lr": self.last_lr, **{k: v.item() for k, v in zip(keys, values)},

@@ -132,14 +132,6 @@ def metric_direction(key: str) -> tuple[bool, str, float | None, bool]:
     return info.higher_is_better, info.unit, info.chance, True
 
 
-def shipped_versions(tasks: Sequence[str], include: Sequence = ()) -> dict[str, object]:
-    """Current ``version`` of each task YAML that exists (shipped or under ``include``)."""
-    from ..tasks import peek_task, task_files
-
-    files = task_files(include)
-    return {t: peek_task(t, include).get("version") for t in tasks if t in files}
-
-
 def _reference(entries: Sequence[Entry]) -> Entry:
     """The entry a column is measured against: highest version, then the most common config+dataset."""
     top = max(e.version if isinstance(e.version, (int, float)) else -math.inf for e in entries)
@@ -291,7 +283,7 @@ def build(source: Collection | Sequence[Entry], *, suite=None, baseline: str | N
 
     ``suite``: a ``tasks.Suite`` fixing the task columns (in its order) and groups; results of other
     tasks are left out (noted). ``baseline``: a model name of the results, for deltas.
-    ``current_versions``: ``{task: version}`` of the task YAMLs now (see ``shipped_versions``).
+    ``current_versions``: ``{task: version}`` of the task YAMLs now (see ``tasks.task_versions``).
     """
     entries = source.entries if isinstance(source, Collection) else list(source)
     notes: list[str] = []

@@ -52,9 +52,11 @@ def read_result(path: Path | str) -> ResultRecord:
     return validate(data, path)
 
 
-def read_samples(result_json: Path | str, result: ResultRecord) -> list[dict]:
-    """The per-sample records named by ``result`` (the JSON at ``result_json``); [] when it has none."""
-    path = result.samples_file(result_json)
+def read_samples(result_json: Path | str, result: ResultRecord | Mapping) -> list[dict]:
+    """The per-sample records named by ``result`` (the JSON at ``result_json``, as a record or its JSON
+    object); [] when it has none."""
+    record = result if isinstance(result, ResultRecord) else ResultRecord.from_dict(result)
+    path = record.samples_file(result_json)
     if path is None or not path.exists():
         return []
     records = []

@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 
 from ..params import Param
+from ..task_common.captions import SCORING_PARAMS, image_references, score_captions, scoring_keys
 from ..text import pos
 from .base import EvalContext, TaskResult, TaskType
-from .captioning import SCORING_PARAMS, image_references, score_captions, scoring_keys
 
 _NO_TIE = 1 << 40
 

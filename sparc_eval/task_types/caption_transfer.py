@@ -23,14 +23,14 @@ from ..errors import ConfigError
 from ..fileio import atomic_write_text
 from ..metrics.captioning import require_java
 from ..params import Param
-from .base import EvalContext, TaskResult, TaskType
-from .captioning import (
+from ..task_common.captions import (
     CAPTION_METRIC_PARAMS,
     SCORING_PARAMS,
     image_references,
     score_captions,
     scoring_keys,
 )
+from .base import EvalContext, TaskResult, TaskType
 
 
 class CaptionTransfer(TaskType):

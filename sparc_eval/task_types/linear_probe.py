@@ -36,8 +36,8 @@ from ..metrics.linear_probe import (
     sweep,
 )
 from ..params import Param
+from ..task_common.classification import classification_result, require_classification
 from .base import EvalContext, TaskResult, TaskType
-from .zeroshot_classification import classification_result, require_classification
 
 FEATURES = {
     "post_projection": "post_projection: the adapter's l2-normalised joint-space image embedding (engine cache)",

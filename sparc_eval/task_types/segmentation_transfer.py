@@ -19,6 +19,7 @@ from ..data.base import get_reader
 from ..errors import ConfigError, DataError
 from ..metrics.segmentation import SEGMENTATION_AGGREGATIONS
 from ..params import Param
+from ..transfer.config import SEG_HEADS
 from ..transfer.params import COMMON
 from .base import EvalContext, TaskResult, TaskType
 
@@ -28,8 +29,8 @@ class SegmentationTransfer(TaskType):
     dataset_kind = "segmentation"
     description = "semantic segmentation transfer (UperNet or frozen linear head), mIoU"
     params = {
-        "head": Param("str", "upernet", "upernet, or linear (frozen backbone + 1x1 conv on patch features)",
-                      choices=("upernet", "linear")),
+        "head": Param("str", "upernet", "upernet, linear (frozen backbone + 1x1 conv on patch features) or a "
+                      "plugin's head (entry-point group sparc_eval.transfer_heads)", choices=tuple(SEG_HEADS.names())),
         "schedule": Param("str", "1x", "quick, 1x (80k) or 2x (160k) (see sparc_eval.transfer.schedules)",
                           choices=("quick", "1x", "2x")),
         "image_size": Param("int", 512, "training crop side; test images are resized to fit (4x, 1x) of it"),

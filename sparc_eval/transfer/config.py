@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..registry import Registry
+
 LN = {"type": "SparcLN2d"}
 
 
@@ -205,6 +207,38 @@ def detection_config(*, backbone: dict, tower: dict, mean: Sequence[float], std:
     }
 
 
+def linear_head(tower: dict, params: dict, k: int, norm: dict, loss: dict, ignore_index: int) -> tuple:
+    """(neck, decode head, auxiliary head) of the linear probe: one 1x1 convolution on the last features."""
+    dim = tower["channels"][-1]
+    decode = {"type": "FCNHead", "in_channels": dim, "in_index": 0, "channels": dim, "num_convs": 0,
+              "concat_input": False, "dropout_ratio": 0.0, "num_classes": k, "norm_cfg": norm,
+              "align_corners": False, "ignore_index": ignore_index, "loss_decode": loss}
+    return None, decode, None
+
+
+def upernet_head(tower: dict, params: dict, k: int, norm: dict, loss: dict, ignore_index: int) -> tuple:
+    """(neck, decode head, auxiliary head) of UperNet: a simple pyramid (plain ViTs), the UperNet head
+    with pool scales 1/2/3/6 and an FCN auxiliary head weighted 0.4."""
+    ch, hc = params["neck_channels"], params["head_channels"]
+    if tower["hierarchical"]:
+        neck, in_channels = None, list(tower["channels"])
+    else:
+        neck, in_channels = _pyramid(tower, ch, extra_level=False), [ch] * 4
+    decode = {"type": "UPerHead", "in_channels": in_channels, "in_index": [0, 1, 2, 3],
+              "pool_scales": (1, 2, 3, 6), "channels": hc, "dropout_ratio": 0.1, "num_classes": k,
+              "norm_cfg": norm, "align_corners": False, "ignore_index": ignore_index, "loss_decode": loss}
+    aux = {"type": "FCNHead", "in_channels": in_channels[2], "in_index": 2, "channels": max(1, hc // 2),
+           "num_convs": 1, "concat_input": False, "dropout_ratio": 0.1, "num_classes": k, "norm_cfg": norm,
+           "align_corners": False, "ignore_index": ignore_index, "loss_decode": {**loss, "loss_weight": 0.4}}
+    return neck, decode, aux
+
+
+SEG_HEADS: Registry = Registry("segmentation head", "sparc_eval.transfer_heads", {
+    "upernet": f"{__name__}:upernet_head",
+    "linear": f"{__name__}:linear_head",
+})
+
+
 def segmentation_config(*, backbone: dict, tower: dict, mean: Sequence[float], std: Sequence[float],
                         classes: Sequence[str], train: dict, test: dict, train_indices: int | None,
                         test_indices: int | None, reduce_zero_label: bool, ignore_index: int,
@@ -216,25 +250,7 @@ def segmentation_config(*, backbone: dict, tower: dict, mean: Sequence[float], s
     crop = params["image_size"]
     norm = {"type": "BN", "requires_grad": True}
     loss = {"type": "CrossEntropyLoss", "use_sigmoid": False, "loss_weight": 1.0}
-    if params["head"] == "linear":
-        dim = tower["channels"][-1]
-        neck = None
-        decode = {"type": "FCNHead", "in_channels": dim, "in_index": 0, "channels": dim, "num_convs": 0,
-                  "concat_input": False, "dropout_ratio": 0.0, "num_classes": k, "norm_cfg": norm,
-                  "align_corners": False, "ignore_index": ignore_index, "loss_decode": loss}
-        aux = None
-    else:
-        ch, hc = params["neck_channels"], params["head_channels"]
-        if tower["hierarchical"]:
-            neck, in_channels = None, list(tower["channels"])
-        else:
-            neck, in_channels = _pyramid(tower, ch, extra_level=False), [ch] * 4
-        decode = {"type": "UPerHead", "in_channels": in_channels, "in_index": [0, 1, 2, 3],
-                  "pool_scales": (1, 2, 3, 6), "channels": hc, "dropout_ratio": 0.1, "num_classes": k,
-                  "norm_cfg": norm, "align_corners": False, "ignore_index": ignore_index, "loss_decode": loss}
-        aux = {"type": "FCNHead", "in_channels": in_channels[2], "in_index": 2, "channels": max(1, hc // 2),
-               "num_convs": 1, "concat_input": False, "dropout_ratio": 0.1, "num_classes": k, "norm_cfg": norm,
-               "align_corners": False, "ignore_index": ignore_index, "loss_decode": {**loss, "loss_weight": 0.4}}
+    neck, decode, aux = SEG_HEADS.get(params["head"])(tower, params, k, norm, loss, ignore_index)
     if params["test_mode"] == "slide":
         stride = max(1, crop * 2 // 3)
         test_cfg = {"mode": "slide", "crop_size": (crop, crop), "stride": (stride, stride)}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError
+from .errors import ModelLoadError
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
@@ -109,7 +109,7 @@ def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: 
 def folder_weights_sha256(folder: Path | str) -> str:
     """Identity of the weights saved in a model folder (``*.safetensors`` / ``*.bin``): the sha256 of
     the single file, or a hash of every file's name and sha256 (sharded weights)."""
-    from ..fileio import sha256_file, sha256_json
+    from .fileio import sha256_file, sha256_json
 
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
