@@ -15,7 +15,8 @@ It serves, on ``127.0.0.1``, what ``huggingface_hub`` reads (checked against the
 Faults for the bad-input tests: :meth:`HubStandIn.fault` makes one file answer 404 or 401, truncates
 its next transfer (the connection closes half-way, once), or serves wrong bytes under the right
 headers; ``hang`` makes every request wait (a client timeout); :meth:`stop` leaves the port refusing.
-Every request is logged (``requests``), so a test can prove that an offline run touched nothing.
+Every request is logged (``requests``; ``ranges`` has the ``Range`` header of each resumed ``GET``), so a
+test can prove that an offline run touched nothing and that a transfer resumed.
 
 Tests use the ``hub`` fixture (import it: ``from hub_server import hub_fixture``) and run the code under test
 in a subprocess with :meth:`HubStandIn.env`, because ``huggingface_hub`` reads ``HF_ENDPOINT`` and
@@ -101,6 +102,7 @@ class HubStandIn:
         self.urls: dict[str, bytes] = {}
         self.faults: dict[str, Fault] = {}
         self.requests: list[tuple[str, str]] = []
+        self.ranges: list[tuple[str, str]] = []  # (path, Range header) of each GET that asked for a range
         self.unknown: list[str] = []
         self.hang = 0.0
         self._lock = threading.Lock()
@@ -231,6 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.hub
         with hub._lock:
             hub.requests.append((self.command, self.path))
+            if self.command == "GET" and self.headers.get("Range"):
+                hub.ranges.append((self.path, self.headers["Range"]))
         if hub.hang:
             time.sleep(hub.hang)
             self.close_connection = True
