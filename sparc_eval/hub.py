@@ -535,3 +535,22 @@ def fetch_open_clip_tag(arch: str, tag: str, pretrained_cfg: dict, *, offline: b
                           f"download the file and pass its path to --pretrained", repo="", missing="repo")
     repo, names = source
     return OpenClipHub(config=None, weights=fetch_first(repo, names, offline=offline, cache_dir=cache_dir))
+
+
+# -- dataset repos ---------------------------------------------------------------------------------------------------
+WDS_METADATA = ("classnames.txt", "zeroshot_classification_templates.txt", "dataset_type.txt")
+
+
+def fetch_wds(repo: str, *, revision: str | None = None, split: str = "test", offline: bool | None = None,
+              cache_dir: str | None = None) -> HubSnapshot:
+    """A CLIP_benchmark webdataset repo (``clip-benchmark/wds_<name>``, a dataset repo): the shards and
+    ``nshards.txt`` of ``split`` and the metadata files, in the cache once; ``snapshot.folder`` is then laid
+    out as a local wds folder (``<split>/0.tar ...``, ``classnames.txt``, ...). Other splits are not fetched."""
+    patterns = [f"{split}/*", *WDS_METADATA]
+    snapshot = fetch_snapshot(repo, revision=revision, repo_type="dataset", patterns=patterns, offline=offline,
+                              cache_dir=cache_dir)
+    if snapshot.file(f"{split}/nshards.txt") is None:
+        raise HubNotFound(f"{repo} (revision {snapshot.revision}, dataset repo): no {split}/nshards.txt; not a "
+                          f"CLIP_benchmark webdataset repo, or it has no split {split!r}", repo=repo,
+                          filename=f"{split}/nshards.txt", repo_type="dataset", revision=snapshot.revision)
+    return snapshot
