@@ -156,7 +156,7 @@ def set_offline(offline: bool) -> bool:
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     constants = sys.modules.get("huggingface_hub.constants")
-    return constants is None or bool(getattr(constants, "HF_HUB_OFFLINE", False)) == offline_mode(offline or None)
+    return constants is None or bool(getattr(constants, "HF_HUB_OFFLINE", False)) == offline_mode()
 
 
 def download_command(repo: str, filename: str | None = None, *, revision: str | None = None,

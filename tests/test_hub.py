@@ -3,10 +3,13 @@ checksums, revisions, offline mode, and the errors for an unreachable Hub, missi
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from hub_client import run_hub
+from hub_client import REPO_ROOT, run_hub
 from hub_server import git_blob_id, hub_fixture  # noqa: F401  (the hub fixture)
 
 from sparc_eval.errors import ConfigError
@@ -200,3 +203,19 @@ def test_names_and_choices():
         ("timm/vit_base_patch32_clip_224.openai", ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"])
     assert open_clip_tag_source({"hf_hub": "org/repo/weights.bin"}) == ("org/repo", ["weights.safetensors", "weights.bin"])
     assert open_clip_tag_source({"url": "https://x/y.pt", "hf_hub": ""}) is None
+
+
+def test_set_offline_must_come_before_huggingface_hub_is_imported(tmp_path):
+    script = ("import os, sys\nfrom sparc_eval.hub import set_offline\n"
+              "first = set_offline(True)\nimport huggingface_hub.constants as c\n"
+              "os.environ.pop('HF_HUB_OFFLINE')\nlate = set_offline(True)\n"
+              "print(first, c.HF_HUB_OFFLINE, late)")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "True", "True"]
+    script = script.replace("first = set_offline(True)\nimport huggingface_hub.constants as c",
+                            "import huggingface_hub.constants as c\nfirst = set_offline(True)")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split()[:2] == ["False", "False"]  # imported first: its global lags, and we say so
