@@ -1,0 +1,86 @@
+"""CLIP_benchmark's ``flickr30k`` / ``flickr8k`` folders, read as ``clip_benchmark eval --dataset_root`` takes them.
+
+Layout (``root`` = CLIP_benchmark's dataset_root for flickr30k or flickr8k)::
+
+    <root>/flickr30k_test_karpathy.txt   a header line, then one "<image>.jpg,<caption>" per line
+                                         (flickr8k_test_karpathy.txt for flickr8k; mehdidc/retrieval_annotations)
+    <root>/<image>.jpg                   the images, directly in root
+
+As CLIP_benchmark's ``Flickr`` reader: the first line is skipped, blank lines are ignored, each line is
+stripped and split at ``.jpg,`` (captions may hold commas), images come in order of first appearance
+with their captions in file order. A first line that is itself a caption (no header) is an error, as is
+a line without ``.jpg,`` or with it twice (CLIP_benchmark would drop the first caption silently, or fail).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+from ..params import Param
+from .base import ImageSet, Reader, RetrievalSet, check_images_exist, check_root, fingerprint
+
+SEPARATOR = ".jpg,"
+
+
+def read_pairs(path) -> list[tuple[str, str]]:
+    """(image file name, caption) pairs of a CLIP_benchmark Flickr annotation file, in file order."""
+    if not path.is_file():
+        raise DataError(f"cb_flickr: annotation file {path} is missing")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    if not lines:
+        raise DataError(f"{path}: empty file; expected a header line, then <image>.jpg,<caption> lines")
+    if SEPARATOR in lines[0]:
+        raise DataError(f"{path}:1: {lines[0]!r:.80} is a caption line, but the first line must be a header "
+                        f"(e.g. 'image,caption'): CLIP_benchmark skips it, so this caption would be lost")
+    pairs = []
+    for lineno, raw in enumerate(lines[1:], 2):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.split(SEPARATOR)
+        if len(parts) != 2 or not parts[0] or not parts[1].strip():
+            raise DataError(f"{path}:{lineno}: expected '<image>.jpg,<caption>' with '.jpg,' once, found {line!r:.80}")
+        pairs.append((parts[0] + ".jpg", parts[1]))
+    if not pairs:
+        raise DataError(f"{path}: no <image>.jpg,<caption> lines after the header")
+    return pairs
+
+
+class CbFlickrReader(Reader):
+    format = "cb_flickr"
+    kind = "retrieval"
+    params = {
+        "root": Param("path", help="CLIP_benchmark's dataset_root for flickr30k or flickr8k"),
+        "split": Param("str", "test", "train, val or test (CLIP_benchmark's --split)", choices=("train", "val", "test")),
+        "annotations": Param("str", "flickr30k_{split}_karpathy.txt", "annotation file under root ({split} is filled "
+                             "in; flickr8k_{split}_karpathy.txt for flickr8k)"),
+    }
+    layout = __doc__.split("Layout (``root`` = CLIP_benchmark's dataset_root for flickr30k or flickr8k)::")[1] \
+        .split("As CLIP_benchmark")[0].rstrip()
+
+    def load(self, cfg, check_images: bool = True) -> RetrievalSet:
+        root = check_root(cfg, "cb_flickr")
+        ann = root / cfg["annotations"].replace("{split}", cfg["split"])
+        order: dict[str, int] = {}
+        captions, caption_image = [], []
+        for name, caption in read_pairs(ann):
+            captions.append(caption)
+            caption_image.append(order.setdefault(name, len(order)))
+        names = list(order)
+        paths = [root / n for n in names]
+        if check_images:
+            check_images_exist(paths, str(ann))
+        per_image = [0] * len(names)
+        caption_ids = []
+        for owner in caption_image:
+            caption_ids.append(f"{names[owner]}:{per_image[owner]}")
+            per_image[owner] += 1
+        fp = fingerprint("cb_flickr", [ann], paths, root, {"split": cfg["split"]})
+        return RetrievalSet(ImageSet(paths, names, fp), captions, np.asarray(caption_image), caption_ids, fp,
+                            len(paths), {"annotations": str(ann)})
+
+
+READER = CbFlickrReader()

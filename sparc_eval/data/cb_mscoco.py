@@ -1,0 +1,90 @@
+"""CLIP_benchmark's ``mscoco_captions`` folder, read as ``clip_benchmark eval --dataset_root`` takes it.
+
+Layout (``root`` = CLIP_benchmark's dataset_root for mscoco_captions)::
+
+    <root>/coco_test_karpathy.json   COCO captions format: {"images": [{"id", "file_name"}],
+                                     "annotations": [{"id", "image_id", "caption"}]}
+                                     (coco_<split>_karpathy.json; mehdidc/retrieval_annotations)
+    <root>/val2014/<file_name>       the images (train2014/ for split train)
+
+As CLIP_benchmark (torchvision's ``CocoCaptions`` over pycocotools): images in ascending id order, each
+with its captions in the order of the file's ``annotations``, every caption used exactly as written (not
+stripped). Images without any caption are left out and counted in the details (CLIP_benchmark would
+count each as an image->text miss). Duplicate image or annotation ids are errors (pycocotools would
+silently keep the last).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+from ..params import Param
+from .base import ImageSet, Reader, RetrievalSet, check_images_exist, check_root, fingerprint, read_json, require_fields
+
+IMAGE_DIRS = {"train": "train2014", "val": "val2014", "test": "val2014"}
+
+
+class CbMscocoReader(Reader):
+    format = "cb_mscoco"
+    kind = "retrieval"
+    params = {
+        "root": Param("path", help="CLIP_benchmark's dataset_root for mscoco_captions"),
+        "split": Param("str", "test", "train, val or test (CLIP_benchmark's --split)", choices=tuple(IMAGE_DIRS)),
+        "annotations": Param("str", "coco_{split}_karpathy.json", "captions JSON under root ({split} is filled in)"),
+        "image_dir": Param("str", "", "image folder under root ('' = val2014, or train2014 for split train)"),
+    }
+    layout = __doc__.split("Layout (``root`` = CLIP_benchmark's dataset_root for mscoco_captions)::")[1] \
+        .split("As CLIP_benchmark")[0].rstrip()
+
+    def load(self, cfg, check_images: bool = True) -> RetrievalSet:
+        root = check_root(cfg, "cb_mscoco")
+        split = cfg["split"]
+        ann = root / cfg["annotations"].replace("{split}", split)
+        data = read_json(ann, "cb_mscoco")
+        require_fields(data, ["images", "annotations"], str(ann))
+        images: dict = {}
+        for i, im in enumerate(data["images"]):
+            require_fields(im, ["id", "file_name"], f"{ann}: images[{i}]")
+            if im["id"] in images:
+                raise DataError(f"{ann}: images[{i}] repeats image id {im['id']!r}")
+            images[im["id"]] = str(im["file_name"])
+        by_image: dict = {}
+        seen_ann: set = set()
+        for i, a in enumerate(data["annotations"]):
+            require_fields(a, ["id", "image_id", "caption"], f"{ann}: annotations[{i}]")
+            if a["id"] in seen_ann:
+                raise DataError(f"{ann}: annotations[{i}] repeats annotation id {a['id']!r}")
+            seen_ann.add(a["id"])
+            if a["image_id"] not in images:
+                raise DataError(f"{ann}: annotations[{i}] refers to image id {a['image_id']!r}, which is not in 'images'")
+            caption = a["caption"]
+            if not isinstance(caption, str) or not caption.strip():
+                raise DataError(f"{ann}: annotations[{i}] has an empty or non-text caption {caption!r:.40}")
+            by_image.setdefault(a["image_id"], []).append((a["id"], caption))
+        try:
+            order = sorted(images)
+        except TypeError:
+            raise DataError(f"{ann}: image ids mix types (e.g. numbers and strings); CLIP_benchmark sorts them") from None
+        image_dir = root / (cfg["image_dir"] or IMAGE_DIRS[split])
+        paths, ids, captions, caption_image, caption_ids = [], [], [], [], []
+        for image_id in order:
+            caps = by_image.get(image_id)
+            if not caps:
+                continue
+            for ann_id, cap in caps:
+                captions.append(cap)
+                caption_image.append(len(paths))
+                caption_ids.append(str(ann_id))
+            paths.append(image_dir / images[image_id])
+            ids.append(str(image_id))
+        if not paths:
+            raise DataError(f"{ann}: no image has a caption")
+        if check_images:
+            check_images_exist(paths, str(ann))
+        fp = fingerprint("cb_mscoco", [ann], paths, root, {"split": split})
+        return RetrievalSet(ImageSet(paths, ids, fp), captions, np.asarray(caption_image), caption_ids, fp, len(paths),
+                            {"annotations": str(ann), "image_dir": str(image_dir),
+                             "images_without_captions": len(images) - len(paths)})
+
+
+READER = CbMscocoReader()
