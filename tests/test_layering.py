@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sparc_eval"
 
 FLOORS: list[tuple[str, set[str]]] = [
     ("floor 0", {"sparc_eval", "errors", "fileio", "params", "names", "yamlio", "task_config", "registry",
-                 "checkpoint_io", "distributed", "open_clip_configs"}),
+                 "checkpoint_io", "distributed", "open_clip_configs", "hub", "download", "clip_benchmark_names"}),
     ("text", {"text"}),
     ("metrics", {"metrics"}),
     ("data", {"data"}),

@@ -82,5 +82,5 @@ def test_every_builtin_registry_resolves_all_its_entries():
 
     sizes = {name: len(reg.all()) for name, reg in (("readers", READERS), ("loaders", LOADERS), ("losses", LOSSES),
                                                     ("task types", TASK_TYPES), ("heads", SEG_HEADS))}
-    assert sizes == {"readers": 17, "loaders": 4, "losses": 6, "task types": 11, "heads": 2}
+    assert sizes == {"readers": 19, "loaders": 4, "losses": 6, "task types": 11, "heads": 2}
     assert all(r.format == name for name, r in READERS.all().items())

@@ -164,6 +164,8 @@ def fingerprint(fmt: str, annotation_files: Sequence[Path], images: Sequence[Pat
 READERS: Registry[Reader] = Registry("dataset format", "sparc_eval.datasets", {
     "ade20k": "sparc_eval.data.ade20k:READER",
     "aro": "sparc_eval.data.aro:READER",
+    "cb_flickr": "sparc_eval.data.cb_flickr:READER",
+    "cb_mscoco": "sparc_eval.data.cb_mscoco:READER",
     "cifar": "sparc_eval.data.cifar:READER",
     "cityscapes": "sparc_eval.data.cityscapes:READER",
     "coco_captions": "sparc_eval.data.coco_captions:READER",

@@ -1,10 +1,6 @@
 """CLIP_benchmark's ``flickr30k`` / ``flickr8k`` folders, read as ``clip_benchmark eval --dataset_root`` takes them.
 
-Layout (``root`` = CLIP_benchmark's dataset_root for flickr30k or flickr8k)::
-
-    <root>/flickr30k_test_karpathy.txt   a header line, then one "<image>.jpg,<caption>" per line
-                                         (flickr8k_test_karpathy.txt for flickr8k; mehdidc/retrieval_annotations)
-    <root>/<image>.jpg                   the images, directly in root
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 As CLIP_benchmark's ``Flickr`` reader: the first line is skipped, blank lines are ignored, each line is
 stripped and split at ``.jpg,`` (captions may hold commas), images come in order of first appearance
@@ -58,8 +54,11 @@ class CbFlickrReader(Reader):
         "annotations": Param("str", "flickr30k_{split}_karpathy.txt", "annotation file under root ({split} is filled "
                              "in; flickr8k_{split}_karpathy.txt for flickr8k)"),
     }
-    layout = __doc__.split("Layout (``root`` = CLIP_benchmark's dataset_root for flickr30k or flickr8k)::")[1] \
-        .split("As CLIP_benchmark")[0].rstrip()
+    layout = """
+
+    <root>/flickr30k_test_karpathy.txt   a header line, then one "<image>.jpg,<caption>" per line
+                                         (flickr8k_test_karpathy.txt for flickr8k; mehdidc/retrieval_annotations)
+    <root>/<image>.jpg                   the images, directly in root"""
 
     def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         root = check_root(cfg, "cb_flickr")

@@ -1,11 +1,6 @@
 """CLIP_benchmark's ``mscoco_captions`` folder, read as ``clip_benchmark eval --dataset_root`` takes it.
 
-Layout (``root`` = CLIP_benchmark's dataset_root for mscoco_captions)::
-
-    <root>/coco_test_karpathy.json   COCO captions format: {"images": [{"id", "file_name"}],
-                                     "annotations": [{"id", "image_id", "caption"}]}
-                                     (coco_<split>_karpathy.json; mehdidc/retrieval_annotations)
-    <root>/val2014/<file_name>       the images (train2014/ for split train)
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
 
 As CLIP_benchmark (torchvision's ``CocoCaptions`` over pycocotools): images in ascending id order, each
 with its captions in the order of the file's ``annotations``, every caption used exactly as written (not
@@ -33,8 +28,12 @@ class CbMscocoReader(Reader):
         "annotations": Param("str", "coco_{split}_karpathy.json", "captions JSON under root ({split} is filled in)"),
         "image_dir": Param("str", "", "image folder under root ('' = val2014, or train2014 for split train)"),
     }
-    layout = __doc__.split("Layout (``root`` = CLIP_benchmark's dataset_root for mscoco_captions)::")[1] \
-        .split("As CLIP_benchmark")[0].rstrip()
+    layout = """
+
+    <root>/coco_test_karpathy.json   COCO captions format: {"images": [{"id", "file_name"}],
+                                     "annotations": [{"id", "image_id", "caption"}]}
+                                     (coco_<split>_karpathy.json; mehdidc/retrieval_annotations)
+    <root>/val2014/<file_name>       the images (train2014/ for split train)"""
 
     def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         root = check_root(cfg, "cb_mscoco")

@@ -26,7 +26,8 @@ from typing import Any
 from ..clip_benchmark_names import CB_VERSION, lookup, map_metric, short_name
 from ..errors import ConfigError, ResultsError, UnknownNameError
 from ..fileio import sha256_file
-from .store import SCHEMA, slug
+from ..names import slug
+from .schema import SCHEMA
 
 FIELDS = ("dataset", "model", "pretrained", "task", "metrics")
 KIND = "imported"
