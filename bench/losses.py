@@ -15,6 +15,9 @@ when memory grows linearly in B). FILIP runs up to B = 256 (its similarity tenso
     python bench/losses.py             # CPU, 1 thread: loss at B = 64..512, full step at B = 64 (~10 min)
     python bench/losses.py --quick     # CPU, 1 thread: loss at B = 64..256, full step at B = 32 (a few minutes)
     python bench/losses.py --device cuda   # full step and loss at B = 64..512
+
+``bench/gpu_check.py`` reuses ``timing_child`` / ``run_child`` for the ViT-B/16 recipe (``model=`` a
+``ModelConfig`` mapping: images and ids then follow its resolution and context length).
 """
 from __future__ import annotations
 
@@ -34,21 +37,34 @@ P, L, D = 196, 32, 512
 FILIP_MAX_B = 256
 
 
-def _model_config():
+def _model_config(model: dict | None = None):
+    """The benchmark's dual encoder, or ``model`` (a ``ModelConfig`` mapping, e.g. a recipe's model section)."""
     from sparc_eval.pretrain.model import ModelConfig
 
+    if model is not None:
+        return ModelConfig.from_dict(dict(model))
     return ModelConfig(arch="ViT-Small-16-224", embed_dim=D, vision_cfg={"layers": 6, "width": 256},
                        text_cfg={"layers": 6, "width": 256, "context_length": L})
 
 
-def _ids(b: int, g: torch.Generator) -> torch.Tensor:
-    ids = torch.randint(1, 49000, (b, L), generator=g)
-    lengths = torch.randint(8, L + 1, (b,), generator=g)
-    return ids.masked_fill(torch.arange(L)[None] >= lengths[:, None], 0)
+def random_ids(b: int, g: torch.Generator, length: int = L) -> torch.Tensor:
+    """[b, length] token ids with 8..length real tokens per row, then padding (0)."""
+    ids = torch.randint(1, 49000, (b, length), generator=g)
+    lengths = torch.randint(min(8, length), length + 1, (b,), generator=g)
+    return ids.masked_fill(torch.arange(length)[None] >= lengths[:, None], 0)
 
 
-def _setup(mode: str, method: str, b: int, device: torch.device):
-    """A closure running one step of ``mode`` for ``method`` at batch ``b``."""
+def random_batch(cfg, b: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images at the model's resolution and random ids at its context length (what a step sees)."""
+    from sparc_eval.pretrain.model import default_preprocessing
+
+    pre = default_preprocessing(cfg)
+    res = pre["resolution"]
+    return torch.randn(b, 3, res, res, generator=g), random_ids(b, g, pre["context_length"])
+
+
+def _setup(mode: str, method: str, b: int, device: torch.device, model: dict | None = None):
+    """A closure running one step of ``mode`` for ``method`` at batch ``b`` (``model``: see ``_model_config``)."""
     from sparc_eval.pretrain.losses import build_loss
     from sparc_eval.pretrain.model import EncoderOutputs
 
@@ -58,13 +74,15 @@ def _setup(mode: str, method: str, b: int, device: torch.device):
         from sparc_eval.pretrain.model import DualEncoder
         from sparc_eval.pretrain.train import TrainModule
 
+        cfg = _model_config(model)
         torch.manual_seed(0)
-        enc = DualEncoder(_model_config())
-        module = TrainModule(enc, build_loss(method, params, D), device, "bf16" if device.type == "cuda" else "fp32")
+        enc = DualEncoder(cfg)
+        module = TrainModule(enc, build_loss(method, params, enc.embed_dim), device,
+                             "bf16" if device.type == "cuda" else "fp32")
         module.to(device)
         opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
-        images = torch.randn(b, 3, 224, 224, generator=g).to(device)
-        ids = _ids(b, g).to(device)
+        images, ids = random_batch(cfg, b, g)
+        images, ids = images.to(device), ids.to(device)
 
         def run():
             module(images, ids)["loss"].backward()
@@ -73,7 +91,7 @@ def _setup(mode: str, method: str, b: int, device: torch.device):
         return run
 
     loss = build_loss(method, params, D).to(device)
-    mask = _ids(b, g) != 0
+    mask = random_ids(b, g) != 0
 
     def leaf(*shape):
         return torch.randn(*shape, generator=g).to(device).requires_grad_(True)
@@ -106,11 +124,12 @@ def memory_child(mode: str, method: str, b: int) -> dict:
     return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before}
 
 
-def timing_child(mode: str, b: int, methods: list[str], repeats: int, device: torch.device) -> dict:
+def timing_child(mode: str, b: int, methods: list[str], repeats: int, device: torch.device,
+                 model: dict | None = None) -> dict:
     """Median step time (s) per method, methods interleaved; on CUDA also the peak memory growth."""
     runs, out = {}, {m: {"times": []} for m in methods}
     for m in methods:
-        runs[m] = _setup(mode, m, b, device)
+        runs[m] = _setup(mode, m, b, device, model)
         if device.type == "cuda":
             _sync(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -130,10 +149,12 @@ def timing_child(mode: str, b: int, methods: list[str], repeats: int, device: to
     return {m: {**v, "time_s": statistics.median(v["times"])} for m, v in out.items()}
 
 
-def _child(args: list) -> dict:
-    """Run ``[threads, kind, ...]`` in a fresh process and return its JSON answer."""
+def run_child(args: list, timeout: float | None = None) -> dict:
+    """Run ``[threads, kind, ...]`` in a fresh process and return its JSON answer (RuntimeError with the
+    end of its stderr when it fails, e.g. CUDA out of memory)."""
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(args[1:]), "--threads", str(args[0])],
-                          check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                          timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -158,7 +179,7 @@ def main() -> None:
     if a.child:
         kind, *rest = json.loads(a.child)
         res = memory_child(*rest) if kind == "memory" else timing_child(rest[0], rest[1], rest[2], rest[3],
-                                                                        torch.device(rest[4]))
+                                                                        torch.device(rest[4]), *rest[5:])
         print(json.dumps(res))
         return
     cuda = a.device.startswith("cuda")
@@ -174,11 +195,11 @@ def main() -> None:
         for b in batches:
             methods = [m for m in METHODS if m != "filip" or b <= FILIP_MAX_B]
             t0 = time.perf_counter()
-            timing = _child([a.threads, "timing", mode, b, methods, repeats, a.device])
+            timing = run_child([a.threads, "timing", mode, b, methods, repeats, a.device])
             for m in methods:
                 mem = timing[m].get("peak_mb")
                 if not cuda:
-                    mem = _child([a.threads, "memory", mode, m, b])["peak_mb"]
+                    mem = run_child([a.threads, "memory", mode, m, b])["peak_mb"]
                 rows.append({"mode": mode, "B": b, "method": m, "time_s": timing[m]["time_s"], "peak_mb": mem})
             print(f"#   {mode} B={b}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     print(f"\n{'mode':5} {'B':>5} {'method':6} {'time (s)':>10} {'peak MB':>9}")

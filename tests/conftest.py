@@ -15,6 +15,29 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+_CUDA_DESELECTED: list = []
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run only where CUDA is available; elsewhere they are deselected (not skipped
+    one by one) and the terminal summary says how many and why."""
+    cuda = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if not cuda:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        config.hook.pytest_deselected(items=cuda)
+        items[:] = [item for item in items if item.get_closest_marker("cuda") is None]
+        _CUDA_DESELECTED[:] = cuda
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _CUDA_DESELECTED:
+        terminalreporter.write_line(f"{len(_CUDA_DESELECTED)} cuda tests deselected: no CUDA device on this machine "
+                                    f"(run them where torch.cuda.is_available(), or bench/gpu_check.sh)")
+
+
 TINY_OPEN_CLIP = "open_clip:ViT-Tiny-8-64"
 SMALL_SPLITS = {"train": 48, "restval": 8, "val": 24, "test": 40}
 

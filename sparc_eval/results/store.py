@@ -18,7 +18,9 @@ from .schema import ResultRecord, validate
 
 
 def result_path(root: Path | str, model_name: str, task_name: str) -> Path:
-    return Path(root) / slug(model_name) / f"{task_name}.json"
+    """``<root>/<model slug>/<task>.json``; a ``/`` in a task name (CLIP_benchmark's ``wds/cars``) becomes
+    ``__`` so every result of a model lies in one folder."""
+    return Path(root) / slug(model_name) / f"{task_name.replace('/', '__')}.json"
 
 
 def samples_path(json_path: Path) -> Path:
