@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..data.base import ImageSet
+from ..data.tar_index import TarMember
 from ..errors import DataError
 from ..fileio import sha256_json
 from ..models.base import ModelAdapter, PatchEmbeddings
@@ -46,7 +47,7 @@ class _ImageDataset(Dataset):
     def __getitem__(self, i: int):
         path = self.paths[i]
         try:
-            with Image.open(path) as img:
+            with Image.open(path.open() if isinstance(path, TarMember) else path) as img:  # a shard member: in place
                 img.load()
                 if self.boxes is not None and self.boxes[i] is not None:
                     x, y, w, h = self.boxes[i]
@@ -56,6 +57,8 @@ class _ImageDataset(Dataset):
             return i, None, f"{path}: image file is missing"
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
             return i, None, f"{path}: not a readable image ({type(e).__name__}: {e})"
+        except DataError as e:  # a shard that cannot be read
+            return i, None, str(e)
 
 
 def _collate(items):
