@@ -280,7 +280,7 @@ def record(cfg: TaskConfig, res, model, ref: ModelRef, session: _Session, info: 
         schema=SCHEMA,
         task=TaskInfo(cfg.name, cfg.type, cfg.version, cfg.config_sha256, cfg.groups, cfg.as_dict()),
         model=ModelInfo(ref.name, identity.spec if identity else ref.spec, identity.pretrained if identity else None,
-                        identity.weights_sha256 if identity else None),
+                        identity.weights_sha256 if identity else None, identity.source if identity else None),
         dataset=DatasetInfo(res.dataset_fingerprint, cfg.dataset.get("name"), cfg.dataset["format"], res.n_total,
                             res.n_used, opts.limit, bool(opts.limit is not None and res.n_used < res.n_total)),
         seed=opts.seed, metrics=res.metrics, main_metric=res.main_metric, intervals=ivals, chance=res.chance,

@@ -460,6 +460,30 @@ def fetch_snapshot(repo: str, *, revision: str | None = None, repo_type: str = "
                        folder=folder, files=files)
 
 
+def cached_blobs(repo: str, *, revision: str | None = None, filenames: Sequence[str] = (),
+                 patterns: Sequence[str] | None = None, repo_type: str = "model",
+                 cache_dir: str | None = None) -> dict[str, str]:
+    """Without any request and without reading file contents: ``{repo path: blob name}`` of what the cache
+    holds of ``repo`` at ``revision`` — the first of ``filenames`` that is cached, or every cached file
+    matching ``patterns``. The blob name is the Hub's checksum (the sha256 of an LFS file), so this is a
+    cheap identity of cached weights; {} when nothing is cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    revision = revision or "main"
+    out: dict[str, str] = {}
+    for name in filenames:
+        hit = try_to_load_from_cache(repo, name, cache_dir=cache_dir, revision=revision, repo_type=repo_type)
+        if isinstance(hit, str):
+            out[name] = Path(os.path.realpath(hit)).name
+            break
+    if patterns is not None:
+        cached = _cached_snapshot(repo, revision, repo_type, cache_dir, patterns)
+        if cached is not None:
+            folder, names = cached
+            out.update({n: Path(os.path.realpath(folder / n)).name for n in names if (folder / n).is_file()})
+    return out
+
+
 # -- model repos ---------------------------------------------------------------------------------------------------
 HF_MODEL_PATTERNS = ("*.json", "*.txt", "*.model", "*.safetensors", "pytorch_model*.bin")
 
