@@ -258,12 +258,13 @@ def _translate(e: BaseException, repo: str, filename: str | None, revision: str,
     if isinstance(e, hfe.GatedRepoError):
         return HubAccessDenied(f"{where}: the repo is gated; accept its terms at {url} and set HF_TOKEN to a token "
                                f"with access (or {_offline_hint(repo, filename, revision, repo_type)})", **kw)
+    cached_only = "(with --offline only what the Hugging Face cache holds is read)"
     if isinstance(e, hfe.RepositoryNotFoundError):
         return HubNotFound(f"{where}: no such repo at {endpoint()} (a private repo looks the same without a token: set "
-                           f"HF_TOKEN); check the name", missing="repo", **kw)
+                           f"HF_TOKEN); check the name {cached_only}", missing="repo", **kw)
     if isinstance(e, hfe.RevisionNotFoundError):
-        return HubNotFound(f"{where}: the repo has no revision {revision!r} (a branch, tag or commit)",
-                           missing="revision", **kw)
+        return HubNotFound(f"{where}: the repo has no revision {revision!r} (a branch, tag or commit); check it "
+                           f"{cached_only}", missing="revision", **kw)
     if isinstance(e, hfe.RemoteEntryNotFoundError):
         return HubNotFound(f"{where}: the repo has no file {filename!r} at that revision", **kw)
     if isinstance(e, hfe.HfHubHTTPError) and getattr(e.response, "status_code", 0) in (401, 403):

@@ -15,7 +15,8 @@ from sparc_eval.tasks import load_task
 CB_DATASETS = Path(__import__("clip_benchmark").__file__).parent / "datasets"
 RESOURCES = Path(__file__).resolve().parent.parent / "sparc_eval" / "data" / "resources" / "classification"
 ISSUE_NAMES = ["mscoco_captions", "flickr30k", "flickr8k", "imagenet1k", "imagenetv2", "imagenet_sketch", "imagenet-a",
-               "imagenet-r", "imagenet-o", "cifar10", "cifar100", "winoground"] + [f"sugar_crepe/{s}" for s in cb.SUGAR_CREPE_SUBSETS]
+               "imagenet-r", "imagenet-o", "cifar10", "cifar100", "winoground"] + \
+    [f"sugar_crepe/{s}" for s in cb.SUGAR_CREPE_SUBSETS]
 
 
 def _lines(name: str) -> list[str]:
