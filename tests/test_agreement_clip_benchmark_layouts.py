@@ -73,10 +73,7 @@ def test_folder_readers_list_what_clip_benchmark_lists(layouts, name):
 
 
 def _pixels(path_or_image):
-    if isinstance(path_or_image, Image.Image):
-        image = path_or_image
-    else:  # a file, or a shard member read in place (tar_index.TarMember)
-        image = Image.open(path_or_image.open() if hasattr(path_or_image, "offset") else path_or_image)
+    image = path_or_image if isinstance(path_or_image, Image.Image) else Image.open(path_or_image)
     return np.asarray(image.convert("RGB"))
 
 

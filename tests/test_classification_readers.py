@@ -323,7 +323,7 @@ def test_wds_classification_written_by_clip_benchmark(tmp_path):
     ref_items = list(ref)
     assert [int(y) for _, y in ref_items] == labels and ref.classes == data.classnames
     for (img, _), path in zip(ref_items, data.images.paths):
-        assert np.array_equal(np.asarray(img.convert("RGB")), np.asarray(Image.open(path.open()).convert("RGB")))
+        assert np.array_equal(np.asarray(img.convert("RGB")), np.asarray(Image.open(path).convert("RGB")))
     assert _load("wds", root=str(tmp_path / "wds")).images.paths == data.images.paths  # read in place, indexed once
 
 
