@@ -86,10 +86,16 @@ def test_open_clip_tag_is_fetched_from_its_real_repo_and_recorded(hub, tmp_path,
     assert not hub.requests_for("open_clip_pytorch_model.bin")
 
 
-def test_hf_hub_revisions_then_offline_hit_and_miss(hub, tmp_path, shapes_tasks):
-    """``open_clip:hf-hub:ORG/NAME[@REV]`` downloads on first use; with the server gone, HF_HUB_OFFLINE=1 serves
-    the cache without a request and gives the same numbers; an offline miss is exit 2 naming `hf download`."""
+def test_hf_hub_revisions_then_offline_hit_and_miss(hub, tmp_path, shapes_tasks, hf_clip_dir):
+    """``open_clip:hf-hub:ORG/NAME[@REV]`` downloads on first use (at v1 the config names a Hugging Face
+    tokenizer, whose files come from the repo at that commit, as for the Hub's SigLIP repos); with the server
+    gone, HF_HUB_OFFLINE=1 serves the cache and gives the same numbers; an offline miss is exit 2 naming
+    `hf download`."""
     old_files, _ = open_clip_repo(seed=0)
+    config = json.loads(old_files["open_clip_config.json"])
+    config["model_cfg"]["text_cfg"]["hf_tokenizer_name"] = "org/tiny-openclip"
+    tokenizer = {n: hf_clip_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")}
+    old_files = {**old_files, "open_clip_config.json": json.dumps(config).encode(), **tokenizer}
     new_files, _ = open_clip_repo(seed=1)
     v1 = hub.add_repo("org/tiny-openclip", old_files, tag="v1")
     main = hub.add_repo("org/tiny-openclip", new_files)
@@ -103,6 +109,8 @@ def test_hf_hub_revisions_then_offline_hit_and_miss(hub, tmp_path, shapes_tasks)
     assert latest["model"]["weights_sha256"] == _sha(new_files[weights]) == latest["model"]["source"]["sha256"]
     assert pinned["model"]["weights_sha256"] == _sha(old_files[weights])
     assert pinned["model"]["source"]["revision"] == "v1"
+    assert pinned["preprocessing"]["tokenizer"] == "HFTokenizer" and latest["preprocessing"]["tokenizer"] == "SimpleTokenizer"
+    assert hub.requests_for(f"/resolve/{v1}/tokenizer_config.json")
     assert pinned["model"]["source"]["config_sha256"] == _sha(old_files["open_clip_config.json"])
 
     hub.stop()
