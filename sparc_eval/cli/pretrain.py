@@ -17,7 +17,7 @@ from . import UserError, log
               help="Run folder (default: the config's output_dir; with --seed, that folder + '-seed<N>').")
 @click.option("--seed", type=int, default=None,
               help="Training seed (overrides the config's). Runs of one recipe that differ only in the seed form a "
-                   "seed group; without -o each seed gets its own run folder.")
+                   "seed group; without -o (or --set output_dir=) each seed gets its own run folder.")
 @click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None, metavar="[CHECKPOINT]",
               help="Continue from the latest checkpoint of the run folder (bare --resume) or from CHECKPOINT "
                    "(its later checkpoints and log lines are removed).")
