@@ -13,6 +13,9 @@ multiple-comparison and seed statistics. Pure functions on arrays; values in per
   category whose interval's lower bound exceeds ``ARTIFACT_FLAG`` is flagged.
 - ``blind_scores``: a model's scores of the candidates against the dataset's mean image embedding
   (its own text prior); ``blind_acc`` is the probe's accuracy on them.
+
+Imports numpy only (scipy and scikit-learn where a function needs them), so the results tables may use
+the statistics without torch.
 - ``holm``, ``bootstrap_p_value``: Holm-Bonferroni adjustment of many significance marks.
 - ``seed_summary``, ``two_way_bootstrap``, ``seed_t_interval``, ``method_difference``: method
   comparisons over training seeds (mean ± sd; images and seeds resampled; t over seed differences).
@@ -24,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 ARTIFACT_FLAG = 60.0  # % : a probe category whose artifact_acc lower bound exceeds this is flagged
 N_BOOTSTRAP = 1000
@@ -265,12 +267,14 @@ def artifact_accuracy(options: Sequence[Sequence[str]], correct: Sequence[int], 
     return out
 
 
-def blind_scores(text_embeddings: torch.Tensor, option_index: np.ndarray, image_embeddings: torch.Tensor) -> np.ndarray:
-    """[N, K] scores of each item's options (``option_index`` [N, K] rows of ``text_embeddings``, -1 pads,
-    giving NaN) against the mean of ``image_embeddings`` [M, D]: the probe answered by the model's text
-    prior alone. ``metrics.compositional.selection_correct`` on them gives ``blind_acc``."""
-    mean_image = torch.nn.functional.normalize(image_embeddings.float().mean(0), dim=0)
-    per_text = (text_embeddings.float() @ mean_image).double().cpu().numpy()
+def blind_scores(text_embeddings: np.ndarray, option_index: np.ndarray, image_embeddings: np.ndarray) -> np.ndarray:
+    """[N, K] scores of each item's options (``option_index`` [N, K] rows of ``text_embeddings`` [M, D], -1
+    pads, giving NaN) against the normalised mean of ``image_embeddings`` [I, D]: the probe answered by the
+    model's text prior alone. ``metrics.compositional.selection_correct`` on them gives ``blind_acc``.
+    Arrays (or CPU tensors) of floats; computed in float64."""
+    mean_image = np.asarray(image_embeddings, dtype=np.float64).mean(0)
+    mean_image = mean_image / max(float(np.linalg.norm(mean_image)), 1e-12)
+    per_text = np.asarray(text_embeddings, dtype=np.float64) @ mean_image
     idx = np.asarray(option_index, dtype=np.int64)
     return np.where(idx >= 0, per_text[np.clip(idx, 0, None)], np.nan)
 
