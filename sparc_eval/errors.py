@@ -39,3 +39,8 @@ class UnknownNameError(SparcEvalError):
 
 class ResultsError(SparcEvalError):
     """A result file, baseline or results folder is unusable."""
+
+
+class IntegrityError(ResultsError):
+    """A result disagrees with itself: its samples file is missing, changed, short or long, a stored
+    metric differs from the one its samples give, or a metric is not a finite number. Never skipped."""
