@@ -231,7 +231,7 @@ class AROReader(Reader):
                                               else f"{where}: caption"))
                 keys.append(image)
         check_unique(names, "image", str(ann), lambda k: f"item {k}")
-        check_unique([path_key(str(p)) for p in paths], "image file (under two spellings)", str(ann),
+        check_unique([path_key(str(p)) for p in paths], "image file", str(ann),
                      lambda k: f"item {k}")
         index = {name: i for i, name in enumerate(names)}
         check_images_exist(paths, f"aro {cfg['subset']}")

@@ -95,7 +95,7 @@ class CbFlickrReader(Reader):
             captions.append(caption)
             caption_image.append(order[name])
         names = list(order)
-        check_unique([path_key(str(p)) for p in paths], "image file (under two spellings)", str(ann),
+        check_unique([path_key(str(p)) for p in paths], "image file", str(ann),
                      lambda k: f"line {first_line[k]} {names[k]!r}")
         if check_images:
             check_images_exist(paths, str(ann))

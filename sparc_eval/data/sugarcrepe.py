@@ -75,7 +75,7 @@ class SugarCrepeReader(Reader):
             files.append(path)
         if not items:
             raise DataError(f"sugarcrepe: no items in {[str(f) for f in files]}")
-        check_unique([path_key(str(p)) for p in paths], "image file (under two spellings)", str(image_dir),
+        check_unique([path_key(str(p)) for p in paths], "image file", str(image_dir),
                      lambda k: repr(list(names)[k]))
         check_images_exist(paths, "sugarcrepe")
         fp = fingerprint("sugarcrepe", files, paths, image_dir, {"categories": list(cfg["categories"])})
