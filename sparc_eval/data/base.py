@@ -16,7 +16,7 @@ import json
 import posixpath
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -132,14 +132,15 @@ def _unique_keys(path: Path) -> Callable[[list[tuple[str, Any]]], dict]:
     return hook
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Parse a JSON annotation file with errors that name the file and position; an object with a
-    key twice (e.g. one SugarCrepe item index twice) is a ``DataIntegrityError``."""
+def read_json(path: Path, what: str, unique_keys: bool = False) -> Any:
+    """Parse a JSON annotation file with errors that name the file and position. ``unique_keys``: an
+    object with a key twice is a ``DataIntegrityError`` (for files whose keys are sample ids, such as
+    SugarCrepe's item indices; off by default, as it doubles the parse time of large files)."""
     if not path.is_file():
         raise DataError(f"{what}: annotation file {path} is missing")
     try:
         with path.open(encoding="utf-8") as f:
-            return json.load(f, object_pairs_hook=_unique_keys(path))
+            return json.load(f, object_pairs_hook=_unique_keys(path) if unique_keys else None)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno} ({e.msg})") from None
     except UnicodeDecodeError:
@@ -197,28 +198,33 @@ def check_unique(values: Sequence[Hashable], what: str, where: str,
                                      f"expected each {what} once")
 
 
-def safe_join(base: Path, rel: str, where: str, allow_outside: bool = False) -> Path:
-    """``base / rel`` for a path read from a dataset file, normalised lexically (``a/x/../b`` is
-    ``a/b``, so what is opened is what was checked). Symbolic links are never resolved, so a dataset
-    tree of links still works. An absolute ``rel`` (``/x``, ``C:\\x``, ``\\\\host``) or one that leaves
-    ``base`` through ``..`` after normalisation (``/`` and ``\\`` both count as separators) is a
-    ``DataIntegrityError``, unless ``allow_outside`` (``dataset.allow_outside_root``,
-    ``--allow-outside-root``: then ``rel`` is joined as written)."""
+def safe_rel(rel: str, base: Path, where: str, allow_outside: bool = False) -> str:
+    """``rel``, a path read from a dataset file, normalised lexically (``a/x/../b`` is ``a/b``, ``\\``
+    is ``/``), so that what is opened is what was checked. Symbolic links are never resolved, so a
+    dataset tree of links still works. An absolute ``rel`` (``/x``, ``C:\\x``, ``\\\\host``) or one that
+    leaves ``base`` through ``..`` after normalisation is a ``DataIntegrityError`` naming ``where``,
+    unless ``allow_outside`` (``dataset.allow_outside_root``, ``--allow-outside-root``: then ``rel``
+    is returned as written)."""
     if "\x00" in rel:
         raise DataIntegrityError(f"{where}: path {rel!r} contains a NUL character; expected a file path")
     if allow_outside:
-        return base / rel
+        return rel
     text = rel.replace("\\", "/")
     norm = posixpath.normpath(text)
-    if text.startswith("/") or PureWindowsPath(rel).drive:
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":" and text[0].isalpha()):
         problem = "is absolute"
-    elif norm.split("/")[0] == "..":
+    elif norm == ".." or norm.startswith("../"):
         problem = f"leads out of {base} through '..'"
     else:
-        return base / norm
+        return norm
     raise DataIntegrityError(f"{where}: path {rel!r} {problem}; expected a path relative to {base} that stays "
                              f"inside it (--allow-outside-root, or --param allow_outside_root=true, reads it "
                              f"anyway)")
+
+
+def safe_join(base: Path, rel: str, where: str, allow_outside: bool = False) -> Path:
+    """``base / safe_rel(rel, ...)``: a file named by a dataset file, checked to stay inside ``base``."""
+    return base / safe_rel(rel, base, where, allow_outside)
 
 
 def path_key(rel: str) -> str:

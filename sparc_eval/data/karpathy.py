@@ -10,8 +10,8 @@ exist, except for tasks that never decode them (scoring a captions file).
 Checked over the whole file (every split), as ``DataIntegrityError``s naming the entry: an image id
 (``cocoid``, else ``imgid``, else ``filename``) or an image file listed twice, a ``sentid`` used twice
 (in the chosen split), an empty or non-string caption, a non-string ``filename``/``filepath``, and a
-``filepath``/``filename`` that is absolute or leaves ``<root>/<image_dir>`` through ``..`` (unless
-``dataset.allow_outside_root``).
+``filepath`` or ``filename`` that is absolute or leads out through ``..`` (each must stay inside
+``<root>/<image_dir>``; unless ``dataset.allow_outside_root``).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from .base import (
     require_fields,
     require_id,
     require_str,
-    safe_join,
+    safe_rel,
 )
 
 SPLITS = ("train", "restval", "val", "test")
@@ -74,22 +74,23 @@ class KarpathyReader(Reader):
             where = f"{ann}: images[{i}]"
             require_fields(entry, ["split", "filename", "sentences"], where)
             filename = require_str(entry["filename"], f"{where}.filename", "a file name (string)")
+            rel = safe_rel(filename, base, f"{where}.filename", outside)
             filepath = entry.get("filepath", "")
             if filepath != "":
-                require_str(filepath, f"{where}.filepath", "a folder name (string)")
-            rel = posixpath.join(filepath, filename) if filepath else filename
-            path = safe_join(base, rel, f"{where} (filepath + filename)", outside)
-            key = next((k for k in ("cocoid", "imgid") if k in entry), None)
+                folder = safe_rel(require_str(filepath, f"{where}.filepath", "a folder name (string)"), base,
+                                  f"{where}.filepath", outside)
+                rel = posixpath.join(folder, rel)
+            key = "cocoid" if "cocoid" in entry else "imgid" if "imgid" in entry else None
             image_id = require_id(entry[key], f"{where}.{key}") if key else filename
             file_ids.append(image_id)
-            file_paths.append(path_key(str(path)))
+            file_paths.append(path_key(rel))
             if require_str(entry["split"], f"{where}.split") not in wanted:
                 continue
             sents = entry["sentences"]
             if not isinstance(sents, list) or not sents:
                 raise DataError(f"{where}: 'sentences' must be a non-empty list, found {sents!r:.60}")
             img_index = len(paths)
-            paths.append(path)
+            paths.append(base / rel)
             ids.append(image_id)
             for j, s in enumerate(sents):
                 require_fields(s, ["raw"], f"{where}.sentences[{j}]")

@@ -60,7 +60,7 @@ class SugarCrepeReader(Reader):
         files, items, names, paths = [], [], {}, []
         for cat in cfg["categories"]:
             path = root / cfg["annotations"] / f"{cat}.json"
-            data = read_json(path, f"sugarcrepe category {cat!r}")
+            data = read_json(path, f"sugarcrepe category {cat!r}", unique_keys=True)
             if not isinstance(data, dict):
                 raise DataError(f"{path}: expected a JSON object keyed by item index, found {type(data).__name__}")
             for key, entry in data.items():
