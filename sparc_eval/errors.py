@@ -20,6 +20,12 @@ class DataError(SparcEvalError):
     """A dataset file or folder is missing or malformed."""
 
 
+class DataIntegrityError(DataError):
+    """A dataset file is corrupt or hostile: a sample id or image listed twice, an empty caption, a
+    path that leaves the data root, a field of the wrong type, a damaged archive. ``data verify``
+    exits 2 on these (1 on files that are merely missing)."""
+
+
 class ModelLoadError(SparcEvalError):
     """A model spec, checkpoint or weights file cannot be loaded."""
 

@@ -20,8 +20,13 @@ def data() -> None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE")
 @click.option("--include-path", "include", multiple=True, type=click.Path(file_okay=False, path_type=Path))
 def data_verify(name, data_root, params, include) -> None:
-    """Check the files of dataset NAME (e.g. coco) or of task NAME; print what is missing and the layout."""
+    """Check the files of dataset NAME (e.g. coco) or of task NAME; print what is missing and the layout.
+
+    Exit 1 when files are missing or malformed; 2 when a file is corrupt or hostile (an id or image
+    listed twice, an empty caption, a path leaving the data root, a field of the wrong type, a
+    damaged archive), the same refusal `run` gives."""
     from ..data.base import get_reader
+    from ..errors import DataIntegrityError
     from ..tasks import load_task, peek_task, task_files
 
     files = task_files(include)
@@ -29,12 +34,18 @@ def data_verify(name, data_root, params, include) -> None:
     if not names:
         known = sorted({(peek_task(t, include).get("dataset") or {}).get("name") for t in files} - {None})
         raise UserError(f"no task or dataset named {name!r}; datasets: {', '.join(known)}")
-    bad = 0
+    bad = unsafe = 0
     for t in names:
         cfg = load_task(t, include=include, data_root=data_root, overrides=params)
         reader = get_reader(cfg.dataset["format"])
-        problems = reader.verify(cfg.dataset)
         where = cfg.dataset.get("root")
+        try:
+            problems = reader.verify(cfg.dataset)
+        except DataIntegrityError as e:
+            unsafe += 1
+            click.secho(f"{t}: dataset refused in {where}", fg="red")
+            click.echo(f"  - {e}")
+            continue
         if problems:
             bad += 1
             click.secho(f"{t}: {len(problems)} problem(s) in {where}", fg="red")
@@ -43,6 +54,8 @@ def data_verify(name, data_root, params, include) -> None:
             click.echo(f"  expected layout ({cfg.dataset['format']}):{reader.layout}")
         else:
             click.secho(f"{t}: OK ({where})", fg="green")
+    if unsafe:
+        sys.exit(2)
     if bad:
         sys.exit(1)
 
