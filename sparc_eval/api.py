@@ -13,6 +13,7 @@ skip, guard, evaluate) and ``record`` (a ``TaskResult`` -> the typed ``ResultRec
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import platform
@@ -24,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SparcEvalError
-from .fileio import sha256_file, sha256_json
+from .fileio import sha256_file, sha256_json, umask
 from .results.schema import SCHEMA, DatasetInfo, ModelInfo, ResultRecord, TaskInfo
 from .results.store import read_result, result_path, write_result
 from .task_config import TaskConfig
 from .tasks import ResolvedTask, load_suite, load_task, resolve_task
 
-__all__ = ["EvalOptions", "Evaluation", "ModelRef", "evaluate", "load_model", "load_task", "plan", "plan_tasks",
-           "run"]
+__all__ = ["EvalOptions", "Evaluation", "ModelRef", "ModelRun", "evaluate", "load_model", "load_task", "plan",
+           "plan_tasks", "run", "run_models"]
 
 
 @dataclass
@@ -137,11 +138,79 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
 
 
 def run(model: Any, tasks: Sequence[str | TaskConfig] | str, opts: EvalOptions) -> list[Evaluation]:
-    """``evaluate`` with its options in one object: plan, identify, then run (and record) each task."""
+    """``evaluate`` with its options in one object: plan, identify, then run (and record) each task.
+    Everything a user can get wrong is checked before a model is loaded (``preflight``)."""
+    preflight(opts)
     session = _Session.start(opts)
     planned = plan([tasks] if isinstance(tasks, str) else tasks, opts)
     ref = identify(model, opts, session)
-    return [run_one(task, ref, session, alone=len(planned) == 1) for task in planned]
+    session.claim(ref)
+    try:
+        return [run_one(task, ref, session, alone=len(planned) == 1) for task in planned]
+    finally:
+        session.release_unused()
+
+
+@dataclass
+class ModelRun:
+    """One model of a several-model call: its spec, ``pretrained`` and name as given, its evaluations,
+    and, when it failed, why (the other models went on)."""
+
+    spec: str | None
+    pretrained: str | None
+    name: str | None
+    evaluations: list[Evaluation] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_models(models: Sequence[tuple[str | None, str | None, str | None]], tasks: Sequence[str | TaskConfig],
+               opts: EvalOptions) -> list[ModelRun]:
+    """``run`` for each ``(spec, pretrained, name)`` in turn with the same tasks and options. A model that
+    fails (a download refused, weights that do not load, a task it breaks) is reported in its
+    ``ModelRun.error`` and the others go on. Task and option mistakes stop before any model runs."""
+    preflight(opts)
+    plan(list(tasks), opts)
+    out = []
+    for spec, pretrained, name in models:
+        one = dataclasses.replace(opts, pretrained=pretrained, model_name=name)
+        entry = ModelRun(spec, pretrained, name)
+        try:
+            entry.evaluations = run(spec, tasks, one)
+        except Exception as e:  # one model's failure must not stop the others
+            entry.error = str(e) if isinstance(e, SparcEvalError) else f"{type(e).__name__}: {e}"
+            opts.log(f"model {spec}" + (f" ({pretrained})" if pretrained else "") + f" failed: {entry.error}")
+        out.append(entry)
+    return out
+
+
+MAX_NAME = 120  # characters of a model folder name (file systems allow 255 bytes per component)
+
+
+def preflight(opts: EvalOptions) -> None:
+    """Options checked before anything is loaded: seed, sizes, and (when writing) the output folder."""
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed < 2**32:
+        raise SparcEvalError(f"--seed {opts.seed!r}: expected an integer from 0 to {2**32 - 1}")
+    if opts.batch_size < 1:
+        raise SparcEvalError(f"--batch-size {opts.batch_size}: expected a positive number")
+    if opts.num_workers is not None and opts.num_workers < 0:
+        raise SparcEvalError(f"--num-workers {opts.num_workers}: expected 0 or more")
+    if opts.limit is not None and opts.limit < 1:
+        raise SparcEvalError(f"--limit {opts.limit}: expected a positive number of samples")
+    if opts.write:
+        writable_folder(Path(opts.output), "-o/--output")
+
+
+def writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and prove a file can be written in it, or ``SparcEvalError`` naming it."""
+    if folder.exists() and not folder.is_dir():
+        raise SparcEvalError(f"{what} {folder}: is a file; expected a folder for the results")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise SparcEvalError(f"{what} {folder}: cannot write there ({e.strerror}); expected a writable folder") from None
 
 
 def plan_tasks(tasks: Sequence[str] = (), suite: str | None = None, include: Sequence[str | Path] = (),
@@ -164,8 +233,8 @@ def plan_tasks(tasks: Sequence[str] = (), suite: str | None = None, include: Seq
 
 def plan(tasks: Sequence[str | Path | TaskConfig], opts: EvalOptions) -> list[ResolvedTask]:
     """Step 1: every task to run, each resolved once (config, task type, reader)."""
-    if opts.limit is not None and opts.limit < 1:
-        raise SparcEvalError(f"--limit {opts.limit}: expected a positive number of samples")
+    if not tasks and not opts.suite:
+        raise SparcEvalError("nothing to run: give --task NAME (repeatable) or --suite NAME")
     names = [t for t in tasks if not isinstance(t, TaskConfig)]
     if names or opts.suite:
         names = plan_tasks(names, opts.suite, opts.include, opts.shard)
@@ -176,7 +245,12 @@ def plan(tasks: Sequence[str | Path | TaskConfig], opts: EvalOptions) -> list[Re
 def identify(model: Any, opts: EvalOptions, session: _Session) -> ModelRef:
     """Step 2: the model's spec, result name and weights fingerprint, without loading it."""
     from .models import ModelAdapter, ModelIdentity, default_model_name, fingerprint
+    from .names import slug
 
+    name = opts.model_name or (default_model_name(model, opts.pretrained) if isinstance(model, str) else None)
+    if name is not None and len(slug(name)) > MAX_NAME:
+        raise SparcEvalError(f"model name {slug(name)[:40]!r}...: {len(slug(name))} characters; expected at most "
+                             f"{MAX_NAME} (it names the results folder); pass a shorter --model-name")
     if isinstance(model, ModelAdapter):
         return ModelRef(model.identity.spec, opts.model_name or model.identity.name, model.identity.weights_sha256,
                         adapter=model, cacheable=opts.use_cache)
@@ -301,6 +375,7 @@ class _Session:
     write: bool
     git: str | None
     cache: Any = None
+    claimed: Path | None = None
     current_engine: Any = field(default=None, repr=False)
 
     @classmethod
@@ -319,6 +394,32 @@ class _Session:
         cache_root = Path(opts.cache_dir) / "embeddings" if opts.cache_dir else None
         return cls(opts, info, resolve_device(device), log, progress, write, _git_revision(),
                    cache=EmbeddingCache(cache_root))
+
+    def claim(self, ref: ModelRef) -> None:
+        """Bind the results folder ``<output>/<name>/`` to this model before anything runs: the first run
+        creates its identity file atomically (no two runs can both create it); a run of another model
+        (other spec or weights fingerprint) is refused unless ``--overwrite``, which rebinds it. Runs of
+        the same model (shards of a job array, other hosts on a shared disk) proceed."""
+        clash = None
+        if self.write:
+            identity = {"spec": ref.spec, "fingerprint": ref.fingerprint}
+            if self.opts.predictions:
+                identity["predictions"] = sha256_file(self.opts.predictions)
+            folder = result_path(self.opts.output, ref.name, "x").parent
+            clash, created = bind_name(folder, identity, self.opts.overwrite)
+            self.claimed = folder if created else None
+        if self.broadcast(clash):
+            raise SparcEvalError(clash)
+
+    def release_unused(self) -> None:
+        """Unbind a folder this run bound but wrote no result into (its model failed to load, say), so the
+        name stays free for the model the user meant."""
+        if self.claimed is not None and not any(p for p in self.claimed.glob("*.json") if not p.name.startswith(".")):
+            (self.claimed / IDENTITY_FILE).unlink(missing_ok=True)
+            try:
+                self.claimed.rmdir()
+            except OSError:
+                pass  # not empty: leave it
 
     def broadcast(self, value):
         """``value`` as rank 0 has it (every rank decides alike); ``value`` itself without a group."""
@@ -348,6 +449,51 @@ class _Session:
                                   num_workers=opts.num_workers, progress=self.progress, cache_dtype=opts.cache_dtype,
                                   dist=self.dist)
         return self.current_engine
+
+
+IDENTITY_FILE = ".identity.json"
+
+
+def bind_name(folder: Path, identity: dict, overwrite: bool) -> tuple[str | None, bool]:
+    """Create ``folder/.identity.json`` holding ``identity`` (plus host and time) if it does not exist,
+    atomically (a complete temp file hard-linked into place: exactly one of two racing runs wins).
+    Returns (why the folder belongs to another model, or None; whether this call created the file)."""
+    import json
+    import socket
+    import tempfile
+
+    from .fileio import atomic_write_json
+
+    path = folder / IDENTITY_FILE
+    stamp = {**identity, "host": socket.gethostname(), "time": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+    if overwrite:
+        atomic_write_json(path, stamp)
+        return None, True
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".identity.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o666 & ~umask())
+        try:
+            os.link(tmp, path)
+            created = True
+        except FileExistsError:
+            created = False
+    finally:
+        os.unlink(tmp)
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return (f"{path}: unreadable identity file of the results folder; delete it, or pass --overwrite to "
+                f"bind the folder to this model"), False
+    differ = [k for k in identity if held.get(k) != identity[k]]
+    if not differ:
+        return None, created
+    return (f"{folder}: holds the result of another model: the folder is bound to "
+            f"{', '.join(f'{k} {str(held.get(k))[:24]!r}' for k in differ)} (by {held.get('host')} at "
+            f"{held.get('time')}), this run has {', '.join(f'{k} {str(identity[k])[:24]!r}' for k in differ)}; "
+            f"pass --model-name NAME to keep both, or --overwrite to replace it"), False
 
 
 def _run_key(cfg: TaskConfig, ref: ModelRef, opts: EvalOptions) -> str:

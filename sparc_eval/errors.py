@@ -20,6 +20,12 @@ class DataError(SparcEvalError):
     """A dataset file or folder is missing or malformed."""
 
 
+class DataIntegrityError(DataError):
+    """A dataset file is corrupt or hostile: a sample id or image listed twice, an empty caption, a
+    path that leaves the data root, a field of the wrong type, a damaged archive. ``data verify``
+    exits 2 on these (1 on files that are merely missing)."""
+
+
 class ModelLoadError(SparcEvalError):
     """A model spec, checkpoint or weights file cannot be loaded."""
 
@@ -39,3 +45,8 @@ class UnknownNameError(SparcEvalError):
 
 class ResultsError(SparcEvalError):
     """A result file, baseline or results folder is unusable."""
+
+
+class IntegrityError(ResultsError):
+    """A result disagrees with itself: its samples file is missing, changed, short or long, a stored
+    metric differs from the one its samples give, or a metric is not a finite number. Never skipped."""

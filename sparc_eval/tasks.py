@@ -53,7 +53,10 @@ REQUIRED_TOP = ("name", "type", "version", "dataset", "main_metric")
 SUITE_KEYS = {"name", "description", "tasks", "groups", "not_supported"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _DATASET_COMMON = {"format": Param("str", help="on-disk format (reader name)"),
-                   "name": Param("str", None, "short dataset name used by `data verify`")}
+                   "name": Param("str", None, "short dataset name used by `data verify`"),
+                   "allow_outside_root": Param("bool", False, "read image paths from dataset files that are "
+                                               "absolute or leave the root through '..' (refused by default)",
+                                               affects_numbers=False)}
 
 
 def shipped_dir() -> Path:

@@ -18,7 +18,7 @@ def open_clip_repo(arch: str = "ViT-Tiny-8-64", seed: int = 0) -> tuple[dict[str
     import torch
     from safetensors.torch import save
 
-    from sparc_eval.models.open_clip_adapter import open_clip_module
+    from sparc_eval.open_clip_configs import open_clip_module
 
     open_clip = open_clip_module()
     torch.manual_seed(seed)

@@ -22,7 +22,7 @@ from sparc_eval.data.base import get_reader
 LOADERS = r"""
 import hashlib, json, sys
 import open_clip
-from sparc_eval.models.open_clip_adapter import open_clip_module
+from sparc_eval.open_clip_configs import open_clip_module
 open_clip_module()  # registers ViT-Tiny-8-64, whose config the repo carries anyway
 model, _, preprocess = open_clip.create_model_and_transforms("hf-hub:org/tiny-openclip")
 oc = hashlib.sha256(model.visual.conv1.weight.detach().numpy().tobytes()).hexdigest()

@@ -28,7 +28,7 @@ def cb_results(small_world, tmp_path_factory):
     from clip_benchmark.cli import get_parser_args, main_eval
     from safetensors.torch import save_file
 
-    from sparc_eval.models.open_clip_adapter import open_clip_module
+    from sparc_eval.open_clip_configs import open_clip_module
 
     base = tmp_path_factory.mktemp("cb-results")
     export_mscoco(small_world, base / "data" / "mscoco_captions")

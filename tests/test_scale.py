@@ -162,7 +162,7 @@ def _csv_from_world(world: Path, folder: Path) -> tuple[Path, Path]:
         w = csv.writer(f)
         w.writerow(["image_id", "path"])
         for s in test:
-            w.writerow([f"img{s['id']}", str(world / s["file"])])
+            w.writerow([f"img{s['id']}", s["file"]])  # relative to --param root=<world>
     with captions.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["image_id", "caption"])
@@ -175,7 +175,8 @@ def _csv_from_world(world: Path, folder: Path) -> tuple[Path, Path]:
 def test_custom_csv_retrieval(runner, cli, small_world, tmp_path):
     images, captions = _csv_from_world(small_world, tmp_path / "csv")
     r = runner.invoke(cli, ["run", "-q", "--task", "retrieval-custom", "--param", f"images={images}", "--param",
-                            f"captions={captions}", "--model", ORACLE, "--pretrained", str(small_world),
+                            f"captions={captions}", "--param", f"root={small_world}", "--model", ORACLE,
+                            "--pretrained", str(small_world),
                             "--model-name", "oracle", "-o", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     m = _metrics(tmp_path / "out", "oracle", "retrieval-custom")

@@ -103,3 +103,19 @@ def test_sugarcrepe_pairs_differ_and_point_at_images(small_world):
             assert (small_world / "images" / item["filename"]).is_file()
             found += 1
     assert found > 0
+
+
+def test_captions_place_every_object_and_negatives_match_their_positive_in_length(small_world):
+    from sparc_eval.data.synthetic import COLS, ROWS
+
+    world = load_world(small_world)
+    for scene in world["scenes"]:
+        text = " | ".join(scene["captions"])
+        for o in scene["objects"]:  # size, colour, kind and place of every object, in one caption
+            placed = f"{o['size']} {o['colour']} {o['kind']} in the {ROWS[o['row']]} {COLS[o['col']]}"
+            assert placed in text, (placed, scene["captions"])
+    for cat in SUGARCREPE_CATEGORIES:
+        items = json.loads((small_world / "sugarcrepe" / f"{cat}.json").read_text())
+        assert items, cat
+        for item in items.values():  # no length cue: the negative has the positive's words count
+            assert len(item["caption"].split()) == len(item["negative_caption"].split()), (cat, item)

@@ -1,13 +1,15 @@
 """Build the bundled shapes-world checkpoints and their model cards.
 
-    python tools/checkpoints.py build            # train every recipe in RECIPES, bundle, write cards (~20 min, 2 CPUs)
-    python tools/checkpoints.py build sparc      # one method
-    python tools/checkpoints.py cards            # re-evaluate the bundled checkpoints on the demo suite, rewrite cards
+    python tools/checkpoints.py build                  # every recipe in RECIPES x every seed in SEEDS, then the cards
+    python tools/checkpoints.py build sparc --seeds 0  # one method, one seed
+    python tools/checkpoints.py cards                  # re-evaluate the bundled checkpoints on the demo suite, rewrite cards
 
-``build`` trains ``configs/shapes-<method>.yaml`` (same data, steps, seed and model for every method; only
-the loss differs) into ``runs/`` (replacing an earlier build's run there), stores the final weights in
-float16 (half the size; the loader casts them back to float32) with ``config.json`` in
-``checkpoints/shapes-<method>/`` and writes the card. ``cards`` evaluates every bundled checkpoint on
+``build`` trains ``configs/shapes-<method>.yaml`` (same data, steps and model for every method; only the
+loss differs) once per training seed into ``runs/shapes-<method>-seed<N>`` (replacing an earlier build's
+run there), stores the final weights in float16 (half the size; the loader casts them back to float32)
+with ``config.json`` in ``checkpoints/shapes-<method>-seed<N>/`` and writes the card. Checkpoints of one
+recipe that differ only in the seed form a seed group: the card's ``method`` (``shapes-<method>``).
+``cards`` evaluates every bundled checkpoint on
 ``tasks/suites/demo.yaml`` on the CPU with one thread and seed 0 (the conditions the reproduction test
 uses) and rewrites ``card.json`` (read by the test) and the results table of ``README.md`` in each
 checkpoint folder; run it whenever a task type joins the demo suite.
@@ -23,10 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CHECKPOINTS = REPO / "checkpoints"
 RECIPES = ("clip", "sparc")
+SEEDS = (0, 1, 2)  # training seeds per method (each seed: its own initialisation and data order)
 CARD_BEGIN, CARD_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _bundle(method: str, run_dir: Path, recipe: Path, wall_s: float) -> Path:
+def _bundle(method: str, seed: int, run_dir: Path, recipe: Path, wall_s: float) -> Path:
     from safetensors.torch import load_file, save_file
 
     from sparc_eval.fileio import atomic_write_json, sha256_file
@@ -34,24 +37,24 @@ def _bundle(method: str, run_dir: Path, recipe: Path, wall_s: float) -> Path:
     from sparc_eval.yamlio import read_yaml
 
     step, src = list_checkpoints(run_dir)[-1]
-    dest = CHECKPOINTS / f"shapes-{method}"
+    dest = CHECKPOINTS / f"shapes-{method}-seed{seed}"
     dest.mkdir(parents=True, exist_ok=True)
     weights = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src / "model.safetensors")).items()}
     save_file(weights, str(dest / "model.safetensors"), metadata={"dtype": "float16", "step": str(step)})
     config = json.loads((src / "config.json").read_text())
-    config["train_config"] = read_yaml(recipe)  # the recipe as written (no machine-specific paths)
+    config["train_config"] = {**read_yaml(recipe), "seed": seed}  # the recipe as written (no machine paths)
     atomic_write_json(dest / "config.json", config)
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     losses = [e for e in log if "loss" in e]
     atomic_write_json(dest / "card.json", {
-        "name": f"shapes-{method}", "recipe": str(recipe.relative_to(REPO)), "loss": config["loss"], "step": step,
-        "seed": config["train_config"].get("seed"), "sha256": sha256_file(dest / "model.safetensors", memo=False),
+        "name": dest.name, "method": f"shapes-{method}", "recipe": str(recipe.relative_to(REPO)),
+        "loss": config["loss"], "step": step, "seed": seed, "sha256": sha256_file(dest / "model.safetensors", memo=False),
         "train_wall_s": round(wall_s, 1), "first_loss": losses[0]["loss"] if losses else None,
         "final_loss": losses[-1]["loss"] if losses else None, "results": {}})
     return dest
 
 
-def build(methods: list[str]) -> None:
+def build(methods: list[str], seeds: list[int]) -> None:
     import torch
 
     from sparc_eval.pretrain.config import load_config
@@ -59,13 +62,15 @@ def build(methods: list[str]) -> None:
 
     for method in methods:
         recipe = REPO / "configs" / f"shapes-{method}.yaml"
-        cfg = load_config(recipe, {"output_dir": str(REPO / "runs" / f"shapes-{method}")})
-        print(f"training {recipe.name} ({cfg.steps} steps, batch {cfg.batch_size}, {torch.get_num_threads()} threads)")
-        t0 = time.perf_counter()
-        train(cfg, progress=sys.stderr.isatty(), overwrite=True)  # a new run replaces the last build's
-        wall = time.perf_counter() - t0
-        print(f"  done in {wall / 60:.1f} min")
-        _bundle(method, cfg.output_dir, recipe, wall)
+        for seed in seeds:
+            cfg = load_config(recipe, {"output_dir": str(REPO / "runs" / f"shapes-{method}-seed{seed}"), "seed": seed})
+            print(f"training {recipe.name} seed {seed} ({cfg.steps} steps, batch {cfg.batch_size}, "
+                  f"{torch.get_num_threads()} threads)")
+            t0 = time.perf_counter()
+            train(cfg, progress=sys.stderr.isatty(), overwrite=True)  # a new run replaces the last build's
+            wall = time.perf_counter() - t0
+            print(f"  done in {wall / 60:.1f} min")
+            _bundle(method, seed, cfg.output_dir, recipe, wall)
     cards()
 
 
@@ -103,16 +108,17 @@ def _card_text(card: dict, table: str) -> str:
 A tiny dual encoder (open_clip `ViT-Tiny-8-64` towers: 64 px images, patch 8, 2 layers of width 128;
 text context 32; 64-d joint space), pretrained from scratch on the synthetic shapes world with the
 **{card['loss']}** objective. It is a demonstration model: it knows six shapes in eight colours on a
-grey background and nothing else.
+grey background and nothing else. It is training seed {card['seed']} of the seed group `{card['method']}`
+(the same recipe trained with seeds {', '.join(str(s) for s in SEEDS)}).
 
-- recipe: `sparc-eval pretrain --config {card['recipe']}` (step {card['step']}, seed {card['seed']})
+- recipe: `sparc-eval pretrain --config {card['recipe']} --seed {card['seed']}` (step {card['step']})
 - training: {card['train_wall_s'] / 60:.1f} min on 2 CPU cores; loss {card['first_loss']:.3f} -> {card['final_loss']:.3f}
 - data: `${{shapes_train}}`, the shapes-world pretraining set generated on demand (20,000 images, seed 1;
   disjoint from the evaluation world, seed 0)
 - weights: `model.safetensors` (float16), sha256 `{card['sha256']}`
 - load: `sparc-eval run --suite demo --model sparc:checkpoints/{card['name']}`
-- reproduce: `python tools/checkpoints.py build {card['name'].split('-', 1)[1]}` (same numbers up to CPU kernel
-  differences between machines)
+- reproduce: `python tools/checkpoints.py build {card['method'].split('-', 1)[1]} --seeds {card['seed']}` (same
+  numbers up to CPU kernel differences between machines)
 
 ## Results on the demo suite (CPU, 1 thread, seed 0)
 
@@ -129,6 +135,7 @@ def cards() -> None:
 
     for folder in sorted(p for p in CHECKPOINTS.iterdir() if (p / "card.json").is_file()):
         card = json.loads((folder / "card.json").read_text())
+        card.setdefault("method", card["name"])  # cards written before seed groups: a group of one
         print(f"evaluating {folder.name} on the demo suite")
         card["results"] = evaluate_bundled(folder)
         atomic_write_json(folder / "card.json", card)
@@ -140,10 +147,11 @@ def main() -> None:
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build")
     b.add_argument("methods", nargs="*", default=list(RECIPES))
+    b.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="training seeds (default: %(default)s)")
     sub.add_parser("cards")
     args = ap.parse_args()
     if args.command == "build":
-        build(args.methods)
+        build(args.methods, args.seeds)
     else:
         cards()
 

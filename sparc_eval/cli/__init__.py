@@ -22,6 +22,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SparcEvalError as e:
             raise UserError(str(e)) from None
+        except OSError as e:
+            if e.filename is None:  # not about a file or folder: a bug, keep the traceback
+                raise
+            # a disk that is full or read-only, a folder without permission: the environment, not a bug
+            raise UserError(f"{e.filename}: {e.strerror or e} (nothing half-written is left: every file is "
+                            f"written to a temporary name and renamed when complete)") from None
 
 
 def log(msg: str) -> None:

@@ -22,7 +22,11 @@ def data() -> None:
 @click.option("--include-path", "include", multiple=True, type=click.Path(file_okay=False, path_type=Path))
 def data_verify(name, data_root, params, include) -> None:
     """Check the files of dataset NAME (e.g. coco), of task NAME (CLIP_benchmark's names too), or, without NAME,
-    of every dataset of the installed tasks found under --data-root; print what is missing and the layout."""
+    of every dataset of the installed tasks found under --data-root; print what is missing and the layout.
+
+    Exit 1 when files are missing or malformed; 2 when a file is corrupt or hostile (an id or image
+    listed twice, an empty caption, a path leaving the data root, a field of the wrong type, a
+    damaged archive), the same refusal `run` gives."""
     from .. import clip_benchmark_names as cb
     from ..tasks import peek_task, task_files
 
@@ -36,37 +40,48 @@ def data_verify(name, data_root, params, include) -> None:
     if not names:
         known = sorted({(peek_task(t, include).get("dataset") or {}).get("name") for t in files} - {None})
         raise UserError(f"no task or dataset named {name!r}; datasets: {', '.join(known)}")
-    bad = 0
+    bad = unsafe = 0
     for t in names:
-        bad += not _verify_one(t, data_root, params, include, [t])
+        state = _verify_one(t, data_root, params, include, [t])
+        bad += state == "bad"
+        unsafe += state == "unsafe"
+    if unsafe:
+        sys.exit(2)
     if bad:
         sys.exit(1)
 
 
-def _verify_one(task: str, data_root, params, include, users: list[str], cfg=None) -> bool:
-    """Verify one task's dataset, print the outcome; whether it is usable."""
+def _verify_one(task: str, data_root, params, include, users: list[str], cfg=None) -> str:
+    """Verify one task's dataset and print the outcome: ``ok``, ``bad`` (files missing or malformed) or
+    ``unsafe`` (a corrupt or hostile file, refused as `run` refuses it)."""
     from ..data.base import get_reader
+    from ..errors import DataIntegrityError
     from ..tasks import load_task
 
     cfg = cfg or load_task(task, include=include, data_root=data_root, overrides=params)
     reader = get_reader(cfg.dataset["format"])
-    problems = reader.verify(cfg.dataset)
     where = cfg.dataset.get("root")
     label = ", ".join(users)
+    try:
+        problems = reader.verify(cfg.dataset)
+    except DataIntegrityError as e:
+        click.secho(f"{label}: dataset refused in {where}", fg="red")
+        click.echo(f"  - {e}")
+        return "unsafe"
     if problems:
         click.secho(f"{label}: {len(problems)} problem(s) in {where}", fg="red")
         for p in problems[:20]:
             click.echo(f"  - {p}")
         click.echo(f"  expected layout ({cfg.dataset['format']}):{reader.layout}")
-        return False
+        return "bad"
     click.secho(f"{label}: OK ({where})", fg="green")
-    return True
+    return "ok"
 
 
 def _verify_all(data_root, params, include) -> None:
     """Every distinct dataset of the installed task YAMLs that read ``${data_root}`` and whose folder exists
     under it is verified once (the tasks sharing it are listed); ``SHA256SUMS`` written by ``data download``
-    is checked too. Exit 1 when any found dataset has a problem."""
+    is checked too. Exit 2 when a found dataset is refused as corrupt or hostile, else 1 when one has a problem."""
     import json
 
     from ..data.sources import verify_sums
@@ -94,16 +109,18 @@ def _verify_all(data_root, params, include) -> None:
             continue
         key = json.dumps(cfg.dataset, sort_keys=True, default=str)
         groups.setdefault(key, (cfg, []))[1].append(t)
-    bad = sum(cfg is None for cfg, _ in groups.values())
-    for cfg, users in groups.values():
-        if cfg is not None:
-            bad += not _verify_one(users[0], data_root, params, include, users, cfg)
+    states = ["bad" if cfg is None else _verify_one(users[0], data_root, params, include, users, cfg)
+              for cfg, users in groups.values()]
+    bad, unsafe = states.count("bad"), states.count("unsafe")
     problems = verify_sums(data_root)
     for p in problems:
         click.secho(f"SHA256SUMS: {p}", fg="red")
     found = len(groups)
-    click.echo(f"{found} dataset(s) found under {data_root}, {found - bad} usable; {len(absent)} task(s) whose data "
-               f"is not there" + (f" ({', '.join(absent[:8])}{', ...' if len(absent) > 8 else ''})" if absent else ""))
+    click.echo(f"{found} dataset(s) found under {data_root}, {found - bad - unsafe} usable; {len(absent)} task(s) "
+               f"whose data is not there" + (f" ({', '.join(absent[:8])}{', ...' if len(absent) > 8 else ''})"
+                                             if absent else ""))
+    if unsafe:
+        sys.exit(2)
     if bad or problems:
         sys.exit(1)
 

@@ -14,7 +14,10 @@ from . import UserError, log
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, dotted (e.g. steps=200, optim.lr=1e-3, data.root=/data/world).")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder (default: the config's output_dir).")
+              help="Run folder (default: the config's output_dir; with --seed, that folder + '-seed<N>').")
+@click.option("--seed", type=int, default=None,
+              help="Training seed (overrides the config's). Runs of one recipe that differ only in the seed form a "
+                   "seed group; without -o (or --set output_dir=) each seed gets its own run folder.")
 @click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None, metavar="[CHECKPOINT]",
               help="Continue from the latest checkpoint of the run folder (bare --resume) or from CHECKPOINT "
                    "(its later checkpoints and log lines are removed).")
@@ -25,11 +28,12 @@ from . import UserError, log
               help="Stop after N steps of this invocation, with a checkpoint (for time-limited jobs).")
 @click.option("--device", help="auto, cpu, cuda (overrides the config).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or log lines.")
-def pretrain(config_path, overrides, output, resume, overwrite, stop_after, device, quiet) -> None:
+def pretrain(config_path, overrides, output, resume, overwrite, stop_after, device, seed, quiet) -> None:
     """Pretrain a dual encoder with SPARC or a baseline loss.
 
     \b
     sparc-eval pretrain --config configs/shapes-sparc.yaml
+    sparc-eval pretrain --config configs/shapes-sparc.yaml --seed 1     # into runs/shapes-sparc-seed1
     sparc-eval pretrain --config configs/sparc-vit-b16.yaml --set data.shards='/data/{00000..00999}.tar'
     torchrun --nproc-per-node 8 -m sparc_eval.pretrain --config configs/sparc-vit-b16.yaml
     sparc-eval run --task shapes-retrieval --model sparc:runs/shapes-sparc
@@ -48,7 +52,11 @@ def pretrain(config_path, overrides, output, resume, overwrite, stop_after, devi
             sets["output_dir"] = str(output)
         if device:
             sets["device"] = device
+        if seed is not None:
+            sets["seed"] = seed
         cfg = load_config(config_path, sets)
+        if seed is not None and "output_dir" not in sets:
+            cfg = load_config(config_path, {**sets, "output_dir": f"{cfg.output_dir}-seed{seed}"})
         out = train(cfg, resume=True if resume == "latest" else (resume or False), stop_after=stop_after,
                     progress=not quiet, log=(lambda m: None) if quiet else log, overwrite=overwrite)
     except SparcEvalError as e:

@@ -37,12 +37,15 @@ def _write_report(path: Path | None, render: Callable[[], str]) -> None:
 @click.option("--baseline", "baseline_model", metavar="MODEL", help="Show differences to this model of the results.")
 @click.option("--title", help="Title of the board (default: Leaderboard[: SUITE]).")
 @click.option("--digits", default=1, show_default=True, type=click.IntRange(0, 6), help="Decimals shown.")
-def leaderboard(results, outputs, fmt, suite, include, baseline_model, title, digits) -> None:
+@click.option("--long", "long_csv", is_flag=True,
+              help="CSV output as one row per model x task x metric (value, interval, n, chance, kind).")
+def leaderboard(results, outputs, fmt, suite, include, baseline_model, title, digits, long_csv) -> None:
     """Model x task table of RESULTS folders: group means, ranks, best marks, intervals, deltas.
 
     \b
     sparc-eval leaderboard results/ -o leaderboard.html -o leaderboard.md
     sparc-eval leaderboard results/ --suite sparc-paper --baseline clip-vit-b16
+    sparc-eval leaderboard results/ clip_benchmark_results/ -o board.csv --long
     """
     from ..results.collect import collect
     from ..results.leaderboard import build
@@ -57,9 +60,9 @@ def leaderboard(results, outputs, fmt, suite, include, baseline_model, title, di
     board = build(collection, suite=suite_obj, baseline=baseline_model, title=title,
                   current_versions=task_versions(tasks, include))
     if not outputs:
-        click.echo(render(board, fmt, digits), nl=False)
+        click.echo(render(board, "csv-long" if long_csv and fmt == "csv" else fmt, digits), nl=False)
     for path in outputs:
-        write_board(board, path, digits)
+        write_board(board, path, digits, long=long_csv)
         log(f"wrote {path}")
 
 

@@ -18,13 +18,46 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
     return int(i), int(n)
 
 
+def _models(specs, pretrained, names, models_file: Path | None) -> list[tuple[str, str | None, str | None]]:
+    """(spec, pretrained, name) of every model: ``--model`` with ``--pretrained``/``--model-name`` paired in
+    order (one value applies to every model; none means none), then the lines of ``--models FILE``."""
+    for what, values in (("--pretrained", pretrained), ("--model-name", names)):
+        if len(values) > 1 and len(values) != len(specs):
+            raise UserError(f"{what} given {len(values)} times for {len(specs)} --model: give it once per model, "
+                            f"in the same order (or once for all)")
+    if len(names) == 1 and len(specs) > 1:
+        raise UserError("--model-name given once for several --model: each model needs its own name")
+
+    def pick(values, i):  # '' stands for "none" in a paired list (--pretrained '' for a random init)
+        return (values[i] if len(values) > 1 else (values[0] if values else None)) or None
+
+    models = [(s, pick(pretrained, i), pick(names, i)) for i, s in enumerate(specs)]
+    if models_file is not None:
+        for lineno, line in enumerate(models_file.read_text(encoding="utf-8").splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = [p.strip() or None for p in line.split(",")]
+            if len(parts) > 3 or parts[0] is None:
+                raise UserError(f"{models_file}:{lineno}: {line!r}; expected spec[,pretrained][,name]")
+            models.append((parts[0], *(parts[1:] + [None, None])[:2]))
+    return models
+
+
 @click.command()
 @click.option("--task", "tasks", multiple=True, metavar="NAME", help="Task name or YAML path (repeatable).")
 @click.option("--suite", metavar="NAME", help="Run every task of a suite (tasks/suites/NAME.yaml).")
-@click.option("--model", "model_spec", metavar="SPEC",
-              help="open_clip:ARCH, hf:DIR_OR_NAME, sparc:DIR or py:module:function.")
-@click.option("--pretrained", metavar="TAG_OR_FILE", help="open_clip tag (local cache only) or weights file.")
-@click.option("--model-name", metavar="NAME", help="Name of the model in results (default: slug of spec).")
+@click.option("--model", "model_specs", multiple=True, metavar="SPEC",
+              help="open_clip:ARCH, open_clip:hf-hub:ORG/NAME, hf:DIR_OR_NAME, sparc:DIR or py:module:function "
+                   "(repeatable: several models in one call).")
+@click.option("--pretrained", "pretrained_list", multiple=True, metavar="TAG_OR_FILE",
+              help="open_clip pretrained tag (fetched on first use) or weights file; repeated, paired in order "
+                   "with --model.")
+@click.option("--model-name", "name_list", multiple=True, metavar="NAME",
+              help="Name of the model in results (default: slug of spec); repeated, paired with --model.")
+@click.option("--models", "models_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="File of models, one 'spec[,pretrained][,name]' per line (# comments).")
+@click.option("--offline", is_flag=True, help="Never touch the network (HF_HUB_OFFLINE=1): cached weights only.")
 @click.option("--data-root", envvar="SPARC_EVAL_DATA", type=click.Path(file_okay=False, path_type=Path),
               help="Folder holding the datasets (env SPARC_EVAL_DATA).")
 @click.option("--output", "-o", default="results", show_default=True, type=click.Path(path_type=Path),
@@ -34,7 +67,8 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--num-workers", type=click.IntRange(0), help="DataLoader workers (default: up to 4).")
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N images (result marked partial).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for random init, bootstrap, splits.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+              help="Seed for random init, bootstrap, splits.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a task param or dataset key.")
 @click.option("--include-path", "include", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Extra folder of task YAMLs (repeatable).")
@@ -52,32 +86,54 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
               help="Captions file to score (caption tasks; no --model needed).")
 @click.option("--cache-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="Precision of embeddings stored in the cache (fp16 halves it for very large sets).")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Read annotation paths that point outside the dataset folder (absolute or with '..').")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")
-def run(model_spec, tasks, no_cache, resolution, interpolation, crop, shard, quiet, **options) -> None:
+def run(model_specs, pretrained_list, name_list, models_file, offline, tasks, no_cache, resolution, interpolation,
+        crop, shard, allow_outside_root, quiet, **options) -> None:
     """Evaluate a model on tasks or a suite and print a results table.
 
     \b
     sparc-eval run --task coco-retrieval --model open_clip:ViT-B-32 --pretrained ep32.pt --data-root /datasets
     sparc-eval run --suite demo --model open_clip:ViT-Tiny-8-64
+    sparc-eval run --task imagenet1k --model open_clip:ViT-B-32 --pretrained laion2b_s34b_b79k \\
+        --model open_clip:ViT-B-16 --pretrained openai --data-root /datasets
     torchrun --nproc-per-node 8 -m sparc_eval run --suite sparc-paper --model sparc:ckpt --data-root /datasets
     """
-    from ..api import EvalOptions
+    if offline:
+        from ..hub import set_offline
+
+        set_offline(True)  # before anything imports huggingface_hub, transformers or open_clip
+    from ..api import EvalOptions, run_models
     from ..api import run as run_api
 
-    if model_spec is None and options["predictions"] is None:
-        raise UserError("--model is required (or --predictions for caption tasks)")
+    models = _models(model_specs, pretrained_list, name_list, models_file)
+    if not models and options["predictions"] is None:
+        raise UserError("--model is required (or --models FILE, or --predictions for caption tasks)")
     pre = {k: v for k, v in (("resolution", resolution), ("interpolation", interpolation), ("crop", crop))
            if v is not None}
+    if allow_outside_root:
+        options["params"] = (*options["params"], "allow_outside_root=true")
     opts = EvalOptions(**options, use_cache=not no_cache, preprocessing=pre, shard=_parse_shard(shard),
                        progress=not quiet, log=(lambda m: None) if quiet else log)
-    evals = run_api(model_spec, list(tasks), opts)
     from .. import distributed
-    from ..results.table import print_run_table
+    from ..results.table import print_model_summary, print_run_table
 
-    d = distributed.info()
-    if d is None or d.main:
-        print_run_table(evals)
+    if len(models) <= 1:
+        spec, opts.pretrained, opts.model_name = models[0] if models else (None, None, None)
+        evals = run_api(spec, list(tasks), opts)
+        if distributed.info() is None or distributed.info().main:
+            print_run_table(evals)
+        distributed.shutdown()
+        return
+    runs = run_models(models, list(tasks), opts)
+    if distributed.info() is None or distributed.info().main:
+        print_run_table([e for r in runs for e in r.evaluations])
+        print_model_summary(runs)
     distributed.shutdown()
+    failed = [r for r in runs if r.error]
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 COMMANDS = [run]

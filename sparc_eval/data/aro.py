@@ -19,7 +19,10 @@ Perturbations equal to the original caption are dropped (they are not negatives;
 would count such ties as correct), and so are items left with no perturbation (counted in ``info``).
 
 An empty annotation list, a VG box coordinate that is not a number (``null``, text) and an Order
-file whose every item is dropped are ``DataError``s naming the file (and the item and field).
+file whose every item is dropped are ``DataError``s naming the file (and the item and field). Empty
+or non-string captions, names and image paths, an Order file listing one image twice, and an image
+path that is absolute or leaves the image folder through ``..`` (unless ``dataset.allow_outside_root``)
+are ``DataIntegrityError``s.
 """
 from __future__ import annotations
 
@@ -31,18 +34,24 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataIntegrityError
 from ..params import Param
 from .base import (
     ImageSet,
     Reader,
+    allow_outside_root,
+    check_caption,
     check_images_exist,
     check_root,
+    check_unique,
     fingerprint,
+    path_key,
     read_json,
     require_fields,
+    require_str,
+    safe_join,
 )
-from .probes import CaptionItem, CaptionSelectionSet, unique_images
+from .probes import CaptionItem, CaptionSelectionSet
 
 SUBSETS = {"vg_relation": "visual_genome_relation.json", "vg_attribution": "visual_genome_attribution.json",
            "coco_order": "coco_karpathy_test.json", "flickr30k_order": "flickr30k_test.json"}
@@ -172,22 +181,25 @@ class AROReader(Reader):
         image_dir = root / (cfg.get("image_dir") if cfg.get("image_dir") is not None else "images")
         relation = cfg["subset"] == "vg_relation"
         key = "relation_name" if relation else "attributes"
+        outside = allow_outside_root(cfg)
         paths, boxes, items = [], [], []
         for n, e in enumerate(data):
+            where = f"{ann}: item {n}"
             require_fields(e, ["image_path", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "true_caption", "false_caption",
-                               key], f"{ann}: item {n}")
+                               key], where)
             if relation:
-                category = str(e[key])
+                category = require_str(e[key], f"{where}: {key}", "a relation name (string)")
             else:
                 pair = e[key]
                 if not isinstance(pair, list) or len(pair) != 2:
-                    raise DataError(f"{ann}: item {n}: 'attributes' must be a pair, found {pair!r:.60}")
-                category = f"{pair[0]}_{pair[1]}"
-            paths.append(image_dir / str(e["image_path"]))
-            boxes.append(tuple(_box_value(e[k], f"{ann}: item {n}: {k}") for k in ("bbox_x", "bbox_y", "bbox_w",
-                                                                                 "bbox_h")))
-            items.append(CaptionItem(str(n), n, [str(e["false_caption"]), str(e["true_caption"])], 1,
-                                     category.replace(" ", "_"), cluster=str(e["image_path"])))
+                    raise DataError(f"{where}: 'attributes' must be a pair, found {pair!r:.60}")
+                category = "_".join(require_str(a, f"{where}: attributes[{j}]", "an attribute (string)")
+                                    for j, a in enumerate(pair))
+            image = require_str(e["image_path"], f"{where}: image_path", "an image path (string)")
+            paths.append(safe_join(image_dir, image, f"{where}: image_path", outside))
+            boxes.append(tuple(_box_value(e[k], f"{where}: {k}") for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")))
+            options = [check_caption(e[k], f"{where}: {k}") for k in ("false_caption", "true_caption")]
+            items.append(CaptionItem(str(n), n, options, 1, category.replace(" ", "_"), cluster=image))
         check_images_exist(sorted(set(paths)), f"aro {cfg['subset']}")
         excluded = []
         if relation and cfg["exclude_symmetric"]:
@@ -203,15 +215,25 @@ class AROReader(Reader):
 
     def _order(self, cfg, root: Path, ann: Path, data: list, tagger: Tagger | None) -> CaptionSelectionSet:
         image_dir = root / (cfg.get("image_dir") or "")
-        captions, keys = [], []
+        outside = allow_outside_root(cfg)
+        captions, keys, names, paths = [], [], [], []
         for n, e in enumerate(data):
-            require_fields(e, ["image", "caption"], f"{ann}: item {n}")
+            where = f"{ann}: item {n}"
+            require_fields(e, ["image", "caption"], where)
+            image = require_str(e["image"], f"{where}: image", "an image path (string)")
+            names.append(image)
+            paths.append(safe_join(image_dir, image, f"{where}: image", outside))
             caps = e["caption"] if isinstance(e["caption"], list) else [e["caption"]]
-            for c in caps:
-                captions.append(str(c))
-                keys.append(str(e["image"]))
-        names, index = unique_images(keys)
-        paths = [image_dir / k for k in names]
+            if not caps:
+                raise DataIntegrityError(f"{where}: caption is an empty list; expected the image's captions")
+            for j, c in enumerate(caps):
+                captions.append(check_caption(c, f"{where}: caption[{j}]" if isinstance(e["caption"], list)
+                                              else f"{where}: caption"))
+                keys.append(image)
+        check_unique(names, "image", str(ann), lambda k: f"item {k}")
+        check_unique([path_key(str(p)) for p in paths], "image file", str(ann),
+                     lambda k: f"item {k}")
+        index = {name: i for i, name in enumerate(names)}
         check_images_exist(paths, f"aro {cfg['subset']}")
         tag_fn, tagger_info = (tagger, {"tagger": "caller-supplied"}) if tagger is not None else default_tagger()
         options = order_options(captions, cfg["seed"], cfg["max_words"], tag_fn)

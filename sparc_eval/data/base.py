@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Mapping, Sequence
+import posixpath
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataIntegrityError
 from ..fileio import sha256_file, sha256_json
 from ..params import Param
 from ..registry import Registry
@@ -94,9 +95,12 @@ class Reader:
         return self.load(cfg)
 
     def verify(self, cfg: Mapping[str, Any]) -> list[str]:
-        """Problems found (empty when the dataset is usable)."""
+        """Problems found (empty when the dataset is usable). A ``DataIntegrityError`` (a corrupt
+        or hostile file, not a missing one) is raised, not listed."""
         try:
             data = self.load(cfg)
+        except DataIntegrityError:
+            raise
         except DataError as e:
             return [str(e)]
         images = getattr(data, "images", None)
@@ -115,13 +119,29 @@ def check_root(cfg: Mapping[str, Any], what: str) -> Path:
     return root
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Parse a JSON annotation file with errors that name the file and position."""
+def _unique_keys(path: Path) -> Callable[[list[tuple[str, Any]]], dict]:
+    """A ``json.load`` object hook refusing an object with a key twice (json would keep the last)."""
+    def hook(pairs: list[tuple[str, Any]]) -> dict:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            key = next(k for k, _ in pairs if k in seen or seen.add(k))
+            raise DataIntegrityError(f"{path}: key {key!r} appears twice in one JSON object (keys "
+                                     f"{[k for k, _ in pairs][:8]}); expected each key once (a JSON reader "
+                                     f"would silently keep only the last)")
+        return out
+    return hook
+
+
+def read_json(path: Path, what: str, unique_keys: bool = False) -> Any:
+    """Parse a JSON annotation file with errors that name the file and position. ``unique_keys``: an
+    object with a key twice is a ``DataIntegrityError`` (for files whose keys are sample ids, such as
+    SugarCrepe's item indices; off by default, as it doubles the parse time of large files)."""
     if not path.is_file():
         raise DataError(f"{what}: annotation file {path} is missing")
     try:
         with path.open(encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, object_pairs_hook=_unique_keys(path) if unique_keys else None)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno} ({e.msg})") from None
     except UnicodeDecodeError:
@@ -134,6 +154,89 @@ def require_fields(obj: Any, fields: Sequence[str], where: str) -> None:
     missing = [f for f in fields if f not in obj]
     if missing:
         raise DataError(f"{where}: missing field(s) {missing}; found {sorted(obj)[:12]}")
+
+
+def require_str(value: Any, where: str, what: str = "a string") -> str:
+    """``value`` when it is a non-empty (not whitespace-only) string; a ``DataIntegrityError``
+    naming ``where`` (file and field) otherwise."""
+    if not isinstance(value, str):
+        raise DataIntegrityError(f"{where}: expected {what}, found {type(value).__name__} {value!r:.60}")
+    if not value.strip():
+        raise DataIntegrityError(f"{where}: expected {what}, found an empty string {value!r}")
+    return value
+
+
+def require_id(value: Any, where: str) -> str:
+    """A sample id (an integer or a non-empty string) as a string; ``DataIntegrityError`` for
+    booleans, floats, null, lists and empty strings."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    raise DataIntegrityError(f"{where}: expected an id (an integer or a non-empty string), found "
+                             f"{type(value).__name__} {value!r:.60}")
+
+
+def check_caption(text: Any, where: str) -> str:
+    """``text`` unchanged when it is a caption with something other than whitespace in it; an empty,
+    whitespace-only or non-string caption is a ``DataIntegrityError`` (it would be encoded and scored)."""
+    if not isinstance(text, str):
+        raise DataIntegrityError(f"{where}: caption must be a string, found {type(text).__name__} {text!r:.60}")
+    if not text.strip():
+        raise DataIntegrityError(f"{where}: empty caption {text!r}; expected text to encode")
+    return text
+
+
+def check_unique(values: Sequence[Hashable], what: str, where: str,
+                 entry: Callable[[int], str] = lambda i: f"entry {i}") -> None:
+    """``DataIntegrityError`` naming the first value of ``values`` that occurs twice and both of its
+    entries (``entry(i)`` describes position i, e.g. ``images[3]``)."""
+    first: dict[Hashable, int] = {}
+    for i, v in enumerate(values):
+        j = first.setdefault(v, i)
+        if j != i:
+            raise DataIntegrityError(f"{where}: {what} {v!r} is listed twice ({entry(j)} and {entry(i)}); "
+                                     f"expected each {what} once")
+
+
+def safe_rel(rel: str, base: Path, where: str, allow_outside: bool = False) -> str:
+    """``rel``, a path read from a dataset file, normalised lexically (``a/x/../b`` is ``a/b``, ``\\``
+    is ``/``), so that what is opened is what was checked. Symbolic links are never resolved, so a
+    dataset tree of links still works. An absolute ``rel`` (``/x``, ``C:\\x``, ``\\\\host``) or one that
+    leaves ``base`` through ``..`` after normalisation is a ``DataIntegrityError`` naming ``where``,
+    unless ``allow_outside`` (``dataset.allow_outside_root``, ``--allow-outside-root``: then ``rel``
+    is returned as written)."""
+    if "\x00" in rel:
+        raise DataIntegrityError(f"{where}: path {rel!r} contains a NUL character; expected a file path")
+    if allow_outside:
+        return rel
+    text = rel.replace("\\", "/")
+    norm = posixpath.normpath(text)
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":" and text[0].isalpha()):
+        problem = "is absolute"
+    elif norm == ".." or norm.startswith("../"):
+        problem = f"leads out of {base} through '..'"
+    else:
+        return norm
+    raise DataIntegrityError(f"{where}: path {rel!r} {problem}; expected a path relative to {base} that stays "
+                             f"inside it (--allow-outside-root, or --param allow_outside_root=true, reads it "
+                             f"anyway)")
+
+
+def safe_join(base: Path, rel: str, where: str, allow_outside: bool = False) -> Path:
+    """``base / safe_rel(rel, ...)``: a file named by a dataset file, checked to stay inside ``base``."""
+    return base / safe_rel(rel, base, where, allow_outside)
+
+
+def path_key(rel: str) -> str:
+    """A relative path normalised lexically (``a/./b``, ``a/x/../b`` and ``a\\b`` are all ``a/b``), for
+    finding one image listed twice under different spellings."""
+    return posixpath.normpath(rel.replace("\\", "/"))
+
+
+def allow_outside_root(cfg: Mapping[str, Any]) -> bool:
+    """The common ``dataset.allow_outside_root`` switch (default false)."""
+    return bool(cfg.get("allow_outside_root", False))
 
 
 def check_images_exist(paths: Sequence[Path], what: str) -> None:

@@ -6,20 +6,36 @@ As CLIP_benchmark's ``Flickr`` reader: the first line is skipped, blank lines ar
 stripped and split at ``.jpg,`` (captions may hold commas), images come in order of first appearance
 with their captions in file order. A first line that is itself a caption (no header) is an error, as is
 a line without ``.jpg,`` or with it twice (CLIP_benchmark would drop the first caption silently, or fail).
+An image name that is absolute or leaves root through ``..`` (unless ``dataset.allow_outside_root``),
+or one file under two spellings (``a.jpg``, ``./a.jpg``), is a ``DataIntegrityError`` naming the line.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataIntegrityError
 from ..params import Param
-from .base import ImageSet, Reader, RetrievalSet, check_images_exist, check_root, fingerprint
+from .base import (
+    ImageSet,
+    Reader,
+    RetrievalSet,
+    allow_outside_root,
+    check_images_exist,
+    check_root,
+    check_unique,
+    fingerprint,
+    path_key,
+    safe_join,
+)
 
 SEPARATOR = ".jpg,"
 
 
-def read_pairs(path) -> list[tuple[str, str]]:
-    """(image file name, caption) pairs of a CLIP_benchmark Flickr annotation file, in file order."""
+def read_pairs(path) -> list[tuple[int, str, str]]:
+    """(line number, image file name, caption) of each caption line of a CLIP_benchmark Flickr
+    annotation file, in file order."""
     if not path.is_file():
         raise DataError(f"cb_flickr: annotation file {path} is missing")
     try:
@@ -37,9 +53,12 @@ def read_pairs(path) -> list[tuple[str, str]]:
         if not line:
             continue
         parts = line.split(SEPARATOR)
-        if len(parts) != 2 or not parts[0] or not parts[1].strip():
+        if len(parts) == 2 and parts[0] and not parts[1].strip():
+            raise DataIntegrityError(f"{path}:{lineno}: empty caption for {parts[0]}.jpg; expected "
+                                     f"'<image>.jpg,<caption>' with text to encode")
+        if len(parts) != 2 or not parts[0]:
             raise DataError(f"{path}:{lineno}: expected '<image>.jpg,<caption>' with '.jpg,' once, found {line!r:.80}")
-        pairs.append((parts[0] + ".jpg", parts[1]))
+        pairs.append((lineno, parts[0] + ".jpg", parts[1]))
     if not pairs:
         raise DataError(f"{path}: no <image>.jpg,<caption> lines after the header")
     return pairs
@@ -63,13 +82,21 @@ class CbFlickrReader(Reader):
     def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         root = check_root(cfg, "cb_flickr")
         ann = root / cfg["annotations"].replace("{split}", cfg["split"])
+        outside = allow_outside_root(cfg)
         order: dict[str, int] = {}
+        first_line: list[int] = []
+        paths: list[Path] = []
         captions, caption_image = [], []
-        for name, caption in read_pairs(ann):
+        for lineno, name, caption in read_pairs(ann):
+            if name not in order:
+                order[name] = len(order)
+                first_line.append(lineno)
+                paths.append(safe_join(root, name, f"{ann}:{lineno}: image", outside))
             captions.append(caption)
-            caption_image.append(order.setdefault(name, len(order)))
+            caption_image.append(order[name])
         names = list(order)
-        paths = [root / n for n in names]
+        check_unique([path_key(str(p)) for p in paths], "image file", str(ann),
+                     lambda k: f"line {first_line[k]} {names[k]!r}")
         if check_images:
             check_images_exist(paths, str(ann))
         per_image = [0] * len(names)

@@ -5,16 +5,34 @@ The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints
 As CLIP_benchmark (torchvision's ``CocoCaptions`` over pycocotools): images in ascending id order, each
 with its captions in the order of the file's ``annotations``, every caption used exactly as written (not
 stripped). Images without any caption are left out and counted in the details (CLIP_benchmark would
-count each as an image->text miss). Duplicate image or annotation ids are errors (pycocotools would
-silently keep the last).
+count each as an image->text miss). Duplicate image or annotation ids or image files, empty captions,
+ids that are not integers or strings, and a ``file_name`` that is absolute or leaves the image folder
+through ``..`` (unless ``dataset.allow_outside_root``) are ``DataIntegrityError``s naming the entry
+(pycocotools would silently keep the last of two ids).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataIntegrityError
 from ..params import Param
-from .base import ImageSet, Reader, RetrievalSet, check_images_exist, check_root, fingerprint, read_json, require_fields
+from .base import (
+    ImageSet,
+    Reader,
+    RetrievalSet,
+    allow_outside_root,
+    check_caption,
+    check_images_exist,
+    check_root,
+    check_unique,
+    fingerprint,
+    path_key,
+    read_json,
+    require_fields,
+    require_id,
+    require_str,
+    safe_join,
+)
 
 IMAGE_DIRS = {"train": "train2014", "val": "val2014", "test": "val2014"}
 
@@ -41,30 +59,39 @@ class CbMscocoReader(Reader):
         ann = root / cfg["annotations"].replace("{split}", split)
         data = read_json(ann, "cb_mscoco")
         require_fields(data, ["images", "annotations"], str(ann))
+        image_dir = root / (cfg["image_dir"] or IMAGE_DIRS[split])
+        outside = allow_outside_root(cfg)
         images: dict = {}
+        entry: dict = {}
         for i, im in enumerate(data["images"]):
-            require_fields(im, ["id", "file_name"], f"{ann}: images[{i}]")
+            where = f"{ann}: images[{i}]"
+            require_fields(im, ["id", "file_name"], where)
+            require_id(im["id"], f"{where}.id")
             if im["id"] in images:
-                raise DataError(f"{ann}: images[{i}] repeats image id {im['id']!r}")
-            images[im["id"]] = str(im["file_name"])
+                raise DataIntegrityError(f"{ann}: images[{i}] repeats image id {im['id']!r} (first at "
+                                         f"images[{entry[im['id']]}]); expected each image once")
+            file_name = require_str(im["file_name"], f"{where}.file_name", "a file name (string)")
+            images[im["id"]] = safe_join(image_dir, file_name, f"{where}.file_name", outside)
+            entry[im["id"]] = i
         by_image: dict = {}
-        seen_ann: set = set()
+        seen_ann: dict = {}
         for i, a in enumerate(data["annotations"]):
-            require_fields(a, ["id", "image_id", "caption"], f"{ann}: annotations[{i}]")
-            if a["id"] in seen_ann:
-                raise DataError(f"{ann}: annotations[{i}] repeats annotation id {a['id']!r}")
-            seen_ann.add(a["id"])
+            where = f"{ann}: annotations[{i}]"
+            require_fields(a, ["id", "image_id", "caption"], where)
+            ann_id = require_id(a["id"], f"{where}.id")
+            if ann_id in seen_ann:
+                raise DataIntegrityError(f"{ann}: annotations[{i}] repeats annotation id {a['id']!r} (first at "
+                                         f"annotations[{seen_ann[ann_id]}]); expected each id once")
+            seen_ann[ann_id] = i
+            require_id(a["image_id"], f"{where}.image_id")
             if a["image_id"] not in images:
                 raise DataError(f"{ann}: annotations[{i}] refers to image id {a['image_id']!r}, which is not in 'images'")
-            caption = a["caption"]
-            if not isinstance(caption, str) or not caption.strip():
-                raise DataError(f"{ann}: annotations[{i}] has an empty or non-text caption {caption!r:.40}")
-            by_image.setdefault(a["image_id"], []).append((a["id"], caption))
+            by_image.setdefault(a["image_id"], []).append((ann_id, check_caption(a["caption"], f"{where}.caption")))
         try:
             order = sorted(images)
         except TypeError:
             raise DataError(f"{ann}: image ids mix types (e.g. numbers and strings); CLIP_benchmark sorts them") from None
-        image_dir = root / (cfg["image_dir"] or IMAGE_DIRS[split])
+        check_unique([path_key(str(p)) for p in images.values()], "image file", str(ann), lambda k: f"images[{k}]")
         paths, ids, captions, caption_image, caption_ids = [], [], [], [], []
         for image_id in order:
             caps = by_image.get(image_id)
@@ -73,8 +100,8 @@ class CbMscocoReader(Reader):
             for ann_id, cap in caps:
                 captions.append(cap)
                 caption_image.append(len(paths))
-                caption_ids.append(str(ann_id))
-            paths.append(image_dir / images[image_id])
+                caption_ids.append(ann_id)
+            paths.append(images[image_id])
             ids.append(str(image_id))
         if not paths:
             raise DataError(f"{ann}: no image has a caption")

@@ -7,17 +7,32 @@ Category ids may have gaps (COCO: 80 categories with ids 1-90): label ``i`` is t
 ``categories`` as listed in the file, which is how mmdet's ``CocoDataset`` numbers them, and
 ``cat_ids[i]`` maps it back. Checked on load: required fields, unique image / annotation / category
 ids and category names, boxes of 4 numbers with non-negative size, every annotation pointing at a
-listed image and category, every listed image present on disk.
+listed image and category, every listed image present on disk. Duplicate ids, names or image files,
+non-integer ids, non-string names, and a ``file_name`` that is absolute or leaves the image folder
+through ``..`` (unless ``dataset.allow_outside_root``) are ``DataIntegrityError``s.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import DataError, DataIntegrityError
 from ..fileio import sha256_json
 from ..params import Param
-from .base import ImageSet, Reader, check_images_exist, check_root, fingerprint, read_json, require_fields
+from .base import (
+    ImageSet,
+    Reader,
+    allow_outside_root,
+    check_images_exist,
+    check_root,
+    check_unique,
+    fingerprint,
+    path_key,
+    read_json,
+    require_fields,
+    require_str,
+    safe_join,
+)
 
 
 @dataclass
@@ -49,12 +64,13 @@ class CocoInstances:
 
 def _check_id(value, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DataError(f"{where}: id must be an integer, found {value!r:.40}")
+        raise DataIntegrityError(f"{where}: id must be an integer, found {value!r:.40}")
     return value
 
 
-def read_split(root: Path, annotations: str, images: str, what: str) -> CocoInstances:
-    """Load and check one split (``annotations`` JSON and ``images`` folder, relative to ``root``)."""
+def read_split(root: Path, annotations: str, images: str, what: str, allow_outside: bool = False) -> CocoInstances:
+    """Load and check one split (``annotations`` JSON and ``images`` folder, relative to ``root``);
+    ``allow_outside`` admits ``file_name``s that are absolute or leave the image folder."""
     ann_file = root / annotations
     image_dir = root / images
     data = read_json(ann_file, what)
@@ -68,11 +84,12 @@ def read_split(root: Path, annotations: str, images: str, what: str) -> CocoInst
         require_fields(cat, ["id", "name"], where)
         cid = _check_id(cat["id"], where)
         if cid in cat_ids:
-            raise DataError(f"{where}: category id {cid} is listed twice")
-        if cat["name"] in classes:
-            raise DataError(f"{where}: category name {cat['name']!r} is listed twice (names must be unique)")
+            raise DataIntegrityError(f"{where}: category id {cid} is listed twice")
+        name = require_str(cat["name"], f"{where}.name", "a category name (string)")
+        if name in classes:
+            raise DataIntegrityError(f"{where}: category name {name!r} is listed twice (names must be unique)")
         cat_ids.append(cid)
-        classes.append(str(cat["name"]))
+        classes.append(name)
     if not cat_ids:
         raise DataError(f"{ann_file}: 'categories' is empty; expected at least one category")
     image_ids, paths, seen = [], [], set()
@@ -81,12 +98,14 @@ def read_split(root: Path, annotations: str, images: str, what: str) -> CocoInst
         require_fields(img, ["id", "file_name", "width", "height"], where)
         iid = _check_id(img["id"], where)
         if iid in seen:
-            raise DataError(f"{where}: image id {iid} is listed twice")
+            raise DataIntegrityError(f"{where}: image id {iid} is listed twice")
         seen.add(iid)
         image_ids.append(iid)
-        paths.append(image_dir / str(img["file_name"]))
+        file_name = require_str(img["file_name"], f"{where}.file_name", "a file name (string)")
+        paths.append(safe_join(image_dir, file_name, f"{where}.file_name", allow_outside))
     if not image_ids:
         raise DataError(f"{ann_file}: 'images' is empty; expected at least one image")
+    check_unique([path_key(str(p)) for p in paths], "image file", str(ann_file), lambda k: f"images[{k}]")
     known_cats, ann_ids = set(cat_ids), set()
     has_masks = True
     for i, ann in enumerate(data["annotations"]):
@@ -94,8 +113,10 @@ def read_split(root: Path, annotations: str, images: str, what: str) -> CocoInst
         require_fields(ann, ["id", "image_id", "category_id", "bbox", "area"], where)
         aid = _check_id(ann["id"], where)
         if aid in ann_ids:
-            raise DataError(f"{where}: annotation id {aid} is used twice")
+            raise DataIntegrityError(f"{where}: annotation id {aid} is used twice")
         ann_ids.add(aid)
+        _check_id(ann["image_id"], f"{where}.image_id")
+        _check_id(ann["category_id"], f"{where}.category_id")
         if ann["image_id"] not in seen:
             raise DataError(f"{where}: image_id {ann['image_id']!r} is not among the file's images")
         if ann["category_id"] not in known_cats:
@@ -141,12 +162,13 @@ class CocoInstancesReader(Reader):
 
     def load(self, cfg) -> CocoInstances:
         root = check_root(cfg, "coco_instances")
-        data = read_split(root, cfg["annotations"], cfg["images"], "coco_instances")
+        outside = allow_outside_root(cfg)
+        data = read_split(root, cfg["annotations"], cfg["images"], "coco_instances", outside)
         if cfg.get("train_annotations"):
             if not cfg.get("train_images"):
                 raise DataError("dataset.train_images: needed with dataset.train_annotations (the folder of the "
                                 "training images, relative to root)")
-            train = read_split(root, cfg["train_annotations"], cfg["train_images"], "coco_instances (train)")
+            train = read_split(root, cfg["train_annotations"], cfg["train_images"], "coco_instances (train)", outside)
             if train.cat_ids != data.cat_ids or train.classes != data.classes:
                 raise DataError(f"{train.annotation_file}: categories differ from {data.annotation_file} "
                                 f"(ids {train.cat_ids[:8]}... vs {data.cat_ids[:8]}...); both splits must list "

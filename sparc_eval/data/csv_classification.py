@@ -4,19 +4,31 @@ The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints
 
 ``file`` may contain ``{split}`` (default ``{split}.csv``), so a linear probe finds its train file.
 A label is an integer class index (needs ``classnames``) or a class name (from ``classnames``, or,
-without it, the sorted distinct names of the file). Rows keep the file's order.
+without it, the sorted distinct names of the file). Rows keep the file's order. An image listed
+twice, an empty path, and a path that is absolute or leaves root through ``..`` (unless
+``dataset.allow_outside_root``) are ``DataIntegrityError``s naming the line.
 """
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from ..fileio import sha256_json
 from ..params import Param
-from .base import ImageSet, Reader, check_images_exist, check_root, fingerprint
+from .base import (
+    ImageSet,
+    Reader,
+    allow_outside_root,
+    check_images_exist,
+    check_root,
+    check_unique,
+    fingerprint,
+    path_key,
+    require_str,
+    safe_join,
+)
 from .classification import ClassificationSet, read_lines, resolve_file
 
 HEADER_CELLS = {"path", "file", "filepath", "filename", "image"}
@@ -37,7 +49,7 @@ class CsvClassificationReader(Reader):
     <root>/<file>              e.g. test.csv (UTF-8, a BOM is fine): rows "images/0001.jpg,3" or
                                "images/0001.jpg,golden retriever"; an optional header row whose first cell
                                is path/file/filepath/filename/image or whose second is label/class
-    <root>/<image paths>       paths relative to root (or absolute)
+    <root>/<image paths>       paths relative to root (absolute or '..' paths need allow_outside_root)
     <root>/classnames.txt      optional (dataset.classnames): class names, one per line, in label order"""
 
     def load(self, cfg) -> ClassificationSet:
@@ -63,7 +75,10 @@ class CsvClassificationReader(Reader):
             else:
                 raise DataError(f"{path}:{lineno}: label {label!r} is neither a class name nor a class index "
                                 f"in [0, {len(names)})")
-        paths = [Path(p).expanduser() if Path(p).expanduser().is_absolute() else root / p for p, _, _ in rows]
+        outside = allow_outside_root(cfg)
+        paths = [safe_join(root, require_str(p, f"{path}:{lineno}: image path", "an image path"),
+                           f"{path}:{lineno}: image path", outside) for p, _, lineno in rows]
+        check_unique([path_key(str(p)) for p in paths], "image", str(path), lambda k: f"line {rows[k][2]}")
         check_images_exist(paths, str(path))
         ids = [p for p, _, _ in rows]
         images = ImageSet(paths, ids, fingerprint("csv_classification", [], paths, root))

@@ -5,6 +5,9 @@ The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints
 Images keep the order of ``images.csv``; captions are grouped by image in that order (stable).
 Images without a caption are left out and counted (``n_total`` counts captioned images only, so a
 full run is not marked partial); a caption of an unknown image id is an error. Files are UTF-8.
+An image id or image file listed twice, an empty id, path or caption, and a path that is absolute or
+leaves ``root`` through ``..`` (unless ``dataset.allow_outside_root``) are ``DataIntegrityError``s
+naming the file and line.
 """
 from __future__ import annotations
 
@@ -13,9 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataIntegrityError
 from ..params import Param
-from .base import ImageSet, Reader, RetrievalSet, check_images_exist, fingerprint
+from .base import (
+    ImageSet,
+    Reader,
+    RetrievalSet,
+    allow_outside_root,
+    check_caption,
+    check_images_exist,
+    check_unique,
+    fingerprint,
+    path_key,
+    require_str,
+    safe_join,
+)
 
 
 def _rows(path: Path, columns: tuple[str, str]) -> list[tuple[int, dict]]:
@@ -51,28 +66,34 @@ class CsvRetrievalReader(Reader):
     }
     layout = """
 
-    images.csv     image_id,path            (path absolute, or relative to `root`, default: the CSV's folder)
+    images.csv     image_id,path            (path relative to `root`, default: the CSV's folder; absolute or
+                                            '..' paths need allow_outside_root)
     captions.csv   image_id,caption         (any number of captions per image; quote captions with commas)"""
 
     def load(self, cfg, check_images: bool = True) -> RetrievalSet:
         images_csv, captions_csv = Path(cfg["images"]).expanduser(), Path(cfg["captions"]).expanduser()
         root = Path(cfg["root"]).expanduser() if cfg["root"] else images_csv.parent
+        outside = allow_outside_root(cfg)
         index: dict[str, int] = {}
-        paths, ids = [], []
+        paths, ids, lines = [], [], []
         for line, row in _rows(images_csv, ("image_id", "path")):
-            iid = row["image_id"]
+            iid = require_str(row["image_id"], f"{images_csv}:{line}: image_id", "an image id")
             if iid in index:
-                raise DataError(f"{images_csv}:{line}: duplicate image_id {iid!r}")
+                raise DataIntegrityError(f"{images_csv}:{line}: duplicate image_id {iid!r} (first on line "
+                                         f"{lines[index[iid]]}); expected each image once")
             index[iid] = len(paths)
-            p = Path(row["path"])
-            paths.append(p if p.is_absolute() else root / p)
+            rel = require_str(row["path"], f"{images_csv}:{line}: path", "an image path")
+            paths.append(safe_join(root, rel, f"{images_csv}:{line}: path", outside))
             ids.append(iid)
+            lines.append(line)
+        check_unique([path_key(str(p)) for p in paths], "image file", str(images_csv), lambda k: f"line {lines[k]}")
         caps: list[list[tuple[str, str]]] = [[] for _ in paths]
         for line, row in _rows(captions_csv, ("image_id", "caption")):
             if row["image_id"] not in index:
                 raise DataError(f"{captions_csv}:{line}: caption for unknown image_id {row['image_id']!r} "
                                 f"(not in {images_csv.name})")
-            caps[index[row["image_id"]]].append((f"{captions_csv.name}:{line}", row["caption"].strip()))
+            text = check_caption(row["caption"], f"{captions_csv}:{line}: caption of image_id {row['image_id']!r}")
+            caps[index[row["image_id"]]].append((f"{captions_csv.name}:{line}", text.strip()))
         keep = [i for i, c in enumerate(caps) if c]
         if not keep:
             raise DataError(f"{captions_csv}: no captions for any image of {images_csv}")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, DataIntegrityError
 from ..fileio import sha256_json
 from ..params import Param
-from .base import Reader, check_root
+from .base import Reader, allow_outside_root, check_root, path_key, require_str, safe_join
 from .classification import ClassificationSet, classnames_override, resource_lines, subset_masks
 from .imagefolder import class_folders, image_set, images_by_class
 
@@ -70,9 +70,13 @@ def _v2_classes(folder: Path) -> list[tuple[int, list[Path]]]:
     return sorted(((int(f), by_class[f]) for f in folders), key=lambda t: t[0])
 
 
-def _flat_csv(folder: Path, csv_path: Path, index: dict[str, int]) -> list[tuple[int, list[Path]]]:
-    """Kaggle layout: flat images + ``LOC_<split>_solution.csv`` (label = first wnid of PredictionString)."""
+def _flat_csv(folder: Path, csv_path: Path, index: dict[str, int],
+              allow_outside: bool = False) -> list[tuple[int, list[Path]]]:
+    """Kaggle layout: flat images + ``LOC_<split>_solution.csv`` (label = first wnid of PredictionString).
+    An ImageId listed twice, an empty one, or one that names a path outside ``folder`` (absolute or
+    through ``..``, unless ``allow_outside``) is a ``DataIntegrityError`` naming the line."""
     per_class: dict[int, list[Path]] = {}
+    first_line: dict[str, int] = {}
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -83,7 +87,14 @@ def _flat_csv(folder: Path, csv_path: Path, index: dict[str, int]) -> list[tuple
                 if not tokens or tokens[0] not in index:
                     raise DataError(f"{csv_path}:{reader.line_num}: PredictionString {row['PredictionString']!r:.40} "
                                     f"does not start with an ImageNet WordNet id")
-                path = folder / f"{row['ImageId']}.JPEG"
+                where = f"{csv_path}:{reader.line_num}: ImageId"
+                image_id = require_str(row["ImageId"], where, "an image id")
+                key = path_key(image_id)
+                if key in first_line:
+                    raise DataIntegrityError(f"{where} {image_id!r} is listed twice (lines {first_line[key]} and "
+                                             f"{reader.line_num}); expected each image once")
+                first_line[key] = reader.line_num
+                path = safe_join(folder, f"{image_id}.JPEG", where, allow_outside)
                 per_class.setdefault(index[tokens[0]], []).append(path)
     except UnicodeDecodeError as e:
         raise DataError(f"{csv_path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
@@ -139,7 +150,7 @@ class ImageNetReader(Reader):
             ordered, base, clusters, subsets = self._imagenet_c(root, cfg, index)
             extra.update(corruptions=cfg["corruptions"], severities=cfg["severities"])
         else:
-            ordered, base = self._imagenet(root, cfg["split"], index), root
+            ordered, base = self._imagenet(root, cfg["split"], index, allow_outside_root(cfg)), root
             extra["split"] = cfg["split"]
         images, labels = image_set(base, ordered, "imagenet", extra)
         names = classnames_override(cfg, root, len(names), f"imagenet ({variant})") or names
@@ -148,7 +159,7 @@ class ImageNetReader(Reader):
                                  subsets=subsets or {}, info=extra)
 
     @staticmethod
-    def _imagenet(root: Path, split: str, index: dict[str, int]) -> list[tuple[int, list[Path]]]:
+    def _imagenet(root: Path, split: str, index: dict[str, int], allow_outside: bool) -> list[tuple[int, list[Path]]]:
         for folder in (root / split, root / "ILSVRC" / "Data" / "CLS-LOC" / split):
             if not folder.is_dir():
                 continue
@@ -156,7 +167,7 @@ class ImageNetReader(Reader):
                 return _wnid_classes(folder, index, "ImageNet-1k")
             csv_path = root / f"LOC_{split}_solution.csv"
             if csv_path.is_file():
-                return _flat_csv(folder, csv_path, index)
+                return _flat_csv(folder, csv_path, index, allow_outside)
             raise DataError(f"{folder}: flat image folder but {csv_path} (the labels) is missing")
         raise DataError(f"imagenet: neither {root / split}/<wnid>/ (class folders) nor "
                         f"{root / 'ILSVRC/Data/CLS-LOC' / split}/ with LOC_{split}_solution.csv exists")
@@ -183,6 +194,8 @@ class ImageNetReader(Reader):
         """Loading problems, plus classes without images (a partial copy of the dataset)."""
         try:
             data = self.load(cfg)
+        except DataIntegrityError:
+            raise
         except (DataError, ConfigError) as e:
             return [str(e)]
         present = set(np.unique(data.labels).tolist())

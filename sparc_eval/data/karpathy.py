@@ -6,14 +6,38 @@ The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints
 used (COCO has images with more than 5), with its ``raw`` text as written (surrounding whitespace
 stripped; no lower-casing or punctuation removal). Images keep the file's order. Image files must
 exist, except for tasks that never decode them (scoring a captions file).
+
+Checked over the whole file (every split), as ``DataIntegrityError``s naming the entry: an image id
+(``cocoid``, else ``imgid``, else ``filename``) or an image file listed twice, a ``sentid`` used twice
+(in the chosen split), an empty or non-string caption, a non-string ``filename``/``filepath``, and a
+``filepath`` or ``filename`` that is absolute or leads out through ``..`` (each must stay inside
+``<root>/<image_dir>``; unless ``dataset.allow_outside_root``).
 """
 from __future__ import annotations
+
+import posixpath
 
 import numpy as np
 
 from ..errors import DataError
 from ..params import Param
-from .base import ImageSet, Reader, RetrievalSet, check_images_exist, check_root, fingerprint, read_json, require_fields
+from .base import (
+    ImageSet,
+    Reader,
+    RetrievalSet,
+    allow_outside_root,
+    check_caption,
+    check_images_exist,
+    check_root,
+    check_unique,
+    fingerprint,
+    path_key,
+    read_json,
+    require_fields,
+    require_id,
+    require_str,
+    safe_rel,
+)
 
 SPLITS = ("train", "restval", "val", "test")
 
@@ -42,23 +66,42 @@ class KarpathyReader(Reader):
         bad = [s for s in wanted if s not in SPLITS]
         if bad:
             raise DataError(f"dataset.split {cfg['split']!r}: unknown split {bad[0]!r}; expected one of {SPLITS}")
+        base = root / cfg["image_dir"]
+        outside = allow_outside_root(cfg)
         paths, ids, captions, caption_image, caption_ids = [], [], [], [], []
+        file_ids, file_paths, caption_where = [], [], []
         for i, entry in enumerate(data["images"]):
             where = f"{ann}: images[{i}]"
             require_fields(entry, ["split", "filename", "sentences"], where)
-            if entry["split"] not in wanted:
+            filename = require_str(entry["filename"], f"{where}.filename", "a file name (string)")
+            rel = safe_rel(filename, base, f"{where}.filename", outside)
+            filepath = entry.get("filepath", "")
+            if filepath != "":
+                folder = safe_rel(require_str(filepath, f"{where}.filepath", "a folder name (string)"), base,
+                                  f"{where}.filepath", outside)
+                rel = posixpath.join(folder, rel)
+            key = "cocoid" if "cocoid" in entry else "imgid" if "imgid" in entry else None
+            image_id = require_id(entry[key], f"{where}.{key}") if key else filename
+            file_ids.append(image_id)
+            file_paths.append(path_key(rel))
+            if require_str(entry["split"], f"{where}.split") not in wanted:
                 continue
             sents = entry["sentences"]
             if not isinstance(sents, list) or not sents:
                 raise DataError(f"{where}: 'sentences' must be a non-empty list, found {sents!r:.60}")
             img_index = len(paths)
-            paths.append(root / cfg["image_dir"] / entry.get("filepath", "") / entry["filename"])
-            ids.append(str(entry.get("cocoid", entry.get("imgid", entry["filename"]))))
+            paths.append(base / rel)
+            ids.append(image_id)
             for j, s in enumerate(sents):
                 require_fields(s, ["raw"], f"{where}.sentences[{j}]")
-                captions.append(str(s["raw"]).strip())
+                captions.append(check_caption(s["raw"], f"{where}.sentences[{j}].raw").strip())
                 caption_image.append(img_index)
-                caption_ids.append(str(s.get("sentid", f"{ids[-1]}:{j}")))
+                caption_ids.append(require_id(s["sentid"], f"{where}.sentences[{j}].sentid") if "sentid" in s
+                                   else f"{image_id}:{j}")
+                caption_where.append(f"images[{i}].sentences[{j}]")
+        check_unique(file_ids, "image id (cocoid / imgid / filename)", str(ann), lambda k: f"images[{k}]")
+        check_unique(file_paths, "image file", str(ann), lambda k: f"images[{k}]")
+        check_unique(caption_ids, "sentence id (sentid)", str(ann), lambda k: caption_where[k])
         if not paths:
             found = sorted({str(e.get("split")) for e in data["images"] if isinstance(e, dict)})
             raise DataError(f"{ann}: no images in split {cfg['split']!r}; splits present: {found}")

@@ -221,11 +221,15 @@ class SegmentationReader(Reader):
                                reduce, fp, len(pairs), info)
 
 
-def read_list_file(path: Path, what: str) -> list[str]:
-    """Non-empty stripped lines of an ``ImageSets/...`` list file."""
+def read_list_file(path: Path, what: str) -> list[tuple[int, str]]:
+    """(line number, stripped line) of the non-empty lines of an ``ImageSets/...`` list file."""
     if not path.is_file():
         raise DataError(f"{what}: split list {path} is missing")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    return [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
 
 
 def files_with_suffix(folder: Path, suffix: str, what: str) -> list[Path]:

@@ -4,6 +4,9 @@ The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints
 
 Keys of a file are string indices and may be non-contiguous; items keep the file's order. The shapes
 world writes the same format (``${shapes}/sugarcrepe/*.json``, images in ``${shapes}/images``).
+An index twice in one file (or a category listed twice), an empty or non-string caption or file
+name, and a ``filename`` that is absolute or leaves ``image_dir`` through ``..`` (unless
+``dataset.allow_outside_root``) are ``DataIntegrityError``s naming the file and item.
 """
 from __future__ import annotations
 
@@ -15,13 +18,19 @@ from ..params import Param
 from .base import (
     ImageSet,
     Reader,
+    allow_outside_root,
+    check_caption,
     check_images_exist,
     check_root,
+    check_unique,
     fingerprint,
+    path_key,
     read_json,
     require_fields,
+    require_str,
+    safe_join,
 )
-from .probes import CaptionItem, CaptionSelectionSet, unique_images
+from .probes import CaptionItem, CaptionSelectionSet
 
 CATEGORIES = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 
@@ -46,26 +55,31 @@ class SugarCrepeReader(Reader):
         root = check_root(cfg, "sugarcrepe")
         image_dir = Path(str(cfg["image_dir"])).expanduser()
         image_dir = image_dir if image_dir.is_absolute() else root / image_dir
-        files, raw = [], []
+        outside = allow_outside_root(cfg)
+        check_unique(cfg["categories"], "category", "sugarcrepe: dataset.categories", lambda k: f"position {k}")
+        files, items, names, paths = [], [], {}, []
         for cat in cfg["categories"]:
             path = root / cfg["annotations"] / f"{cat}.json"
-            data = read_json(path, f"sugarcrepe category {cat!r}")
+            data = read_json(path, f"sugarcrepe category {cat!r}", unique_keys=True)
             if not isinstance(data, dict):
                 raise DataError(f"{path}: expected a JSON object keyed by item index, found {type(data).__name__}")
             for key, entry in data.items():
-                require_fields(entry, ["filename", "caption", "negative_caption"], f"{path}: item {key!r}")
-                raw.append((cat, str(key), entry))
+                where = f"{path}: item {key!r}"
+                require_fields(entry, ["filename", "caption", "negative_caption"], where)
+                name = require_str(entry["filename"], f"{where}.filename", "a file name (string)")
+                if name not in names:
+                    names[name] = len(paths)
+                    paths.append(safe_join(image_dir, name, f"{where}.filename", outside))
+                options = [check_caption(entry[k], f"{where}.{k}").strip() for k in ("caption", "negative_caption")]
+                items.append(CaptionItem(f"{cat}/{key}", names[name], options, 0, cat))
             files.append(path)
-        if not raw:
+        if not items:
             raise DataError(f"sugarcrepe: no items in {[str(f) for f in files]}")
-        names, index = unique_images([str(e["filename"]) for _, _, e in raw])
-        paths = [image_dir / n for n in names]
+        check_unique([path_key(str(p)) for p in paths], "image file", str(image_dir),
+                     lambda k: repr(list(names)[k]))
         check_images_exist(paths, "sugarcrepe")
-        items = [CaptionItem(f"{cat}/{key}", index[str(e["filename"])],
-                             [str(e["caption"]).strip(), str(e["negative_caption"]).strip()], 0, cat)
-                 for cat, key, e in raw]
         fp = fingerprint("sugarcrepe", files, paths, image_dir, {"categories": list(cfg["categories"])})
-        return CaptionSelectionSet(ImageSet(paths, names, fp), items, fp, len(items),
+        return CaptionSelectionSet(ImageSet(paths, list(names), fp), items, fp, len(items),
                                    {"annotations": str(root / cfg["annotations"]), "image_dir": str(image_dir)})
 
 

@@ -1,10 +1,11 @@
 """The shapes world: a small, deterministic world of coloured shapes written in real dataset formats.
 
-Each image (default 64x64, grey background) holds 1-3 shapes on a 3x3 grid of cells. A shape has a
-kind (circle, square, triangle, diamond, star, cross), a colour (8) and a size (small, large).
-Captions describe attributes, positions, spatial relations and counts, so fine-grained
-understanding (which colour goes with which shape, what is left of what) is measurable. Captions
-are unique within each evaluation split, so an oracle can reach 100.
+Each image (default 64x64, grey background) holds 1-4 shapes in the cells of a 2x2 grid (two in
+most scenes); a shape has a kind (circle, square, triangle, diamond, star, cross), a colour (8) and a
+size (small: 0.3, large: 0.42 of the image side: an object covers 2-9 patches of 8x8 pixels).
+Captions name every object's size, colour, kind and place, and relations and counts, so fine-grained
+understanding (which colour goes with which shape, what is where) is measurable and dense alignment is
+learnable. Captions are unique within each evaluation split, so an oracle can reach 100.
 
 ``generate(root, ...)`` writes, from a seed, byte-identically on every run:
 
@@ -20,8 +21,11 @@ are unique within each evaluation split, so an oracle can reach 100.
 - ``imagefolder/<split>/<kind>/*.png``: a classification view of single-shape images (600 train, 150
   val, 600 test by default; drawn from their own random stream, not bound by caption uniqueness, and
   listed in ``world.json`` under ``classification``), with ``imagefolder/classnames.txt``;
-- ``sugarcrepe/<category>.json``: SugarCrepe-style (caption, negative_caption) pairs for the
-  two-shape test images (swap_att, replace_att, replace_obj, replace_rel, swap_obj, add_obj, add_att).
+- ``sugarcrepe/<category>.json``: SugarCrepe-style (caption, negative_caption) pairs for the test
+  images with two or more shapes (swap_att, replace_att, replace_obj, replace_rel, swap_obj, add_obj,
+  add_att); a negative has its positive's length and form, so text alone does not tell them apart
+  (version 5: the add_att positive names the true size where its negative names a wrong one, and the
+  add_obj positive a true object where its negative names an absent one).
 
 ``default_world()`` generates the standard world once into the cache folder and returns its path;
 task YAMLs refer to it as ``${shapes}``. ``training_world()`` (``${shapes_train}``) is the larger
@@ -43,17 +47,21 @@ from PIL import Image
 
 from ..fileio import atomic_write_json, cache_root, default_mode, sha256_json
 
-WORLD_VERSION = 4
+WORLD_VERSION = 5
 KINDS = ("circle", "square", "triangle", "diamond", "star", "cross")
 COLOURS = {
     "red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 119, 180), "yellow": (240, 200, 30),
     "purple": (148, 103, 189), "orange": (255, 127, 14), "white": (245, 245, 245), "black": (25, 25, 25),
 }
-SIZES = {"small": 0.2, "large": 0.3}  # diameter / image side; with the jitter below, shapes never overlap
+SIZES = {"small": 0.3, "large": 0.42}  # diameter / image side; with the jitter below, shapes stay in their cell
 BACKGROUND = (128, 128, 128)
 CATEGORY_IDS = (1, 3, 4, 7, 8, 10)
-ROWS = ("top", "middle", "bottom")
-COLS = ("left", "center", "right")
+ROWS = ("top", "bottom")
+COLS = ("left", "right")
+GRID = 2
+JITTER = 0.05  # of a cell's side: the largest shape (0.42 of the image) still ends inside its cell
+OBJECT_COUNTS = {1: 1, 2: 5, 3: 3, 4: 2}  # weights of 1-4 objects per captioned scene
+REPEAT = 0.1  # chance that a later object copies the first one's colour and kind (count captions)
 SUGARCREPE_CATEGORIES = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 DEFAULT_SPLITS = {"train": 1600, "restval": 200, "val": 300, "test": 1000}
 DEFAULT_CLASSIFICATION = {"train": 600, "val": 150, "test": 600}
@@ -61,6 +69,9 @@ TRAINING_SPLITS = {"train": 20000}
 TRAINING_SEED = 1
 VOC_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128] + [0] * (3 * 248) \
     + [224, 224, 192]
+RELATIONS = {"to the left of": "to the right of", "to the right of": "to the left of", "above": "below",
+             "below": "above"}
+COUNT_WORDS = ("one", "two", "three", "four")
 
 
 @dataclass
@@ -78,13 +89,11 @@ class Shape:
 
     @property
     def position(self) -> str:
-        if (self.row, self.col) == (1, 1):
-            return "center"
-        if self.row == 1:
-            return f"middle {COLS[self.col]}"
-        if self.col == 1:
-            return ROWS[self.row]
         return f"{ROWS[self.row]} {COLS[self.col]}"
+
+    def placed(self) -> str:
+        """Attributes and place: "a small red circle in the top left"."""
+        return f"a {self.phrase(True)} in the {self.position}"
 
 
 def polygon(shape: Shape, image_size: int) -> list[tuple[float, float]]:
@@ -110,8 +119,14 @@ def polygon(shape: Shape, image_size: int) -> list[tuple[float, float]]:
     return [(round(cx + r * x, 2), round(cy + r * y, 2)) for x, y in pts]
 
 
+def holds(relation: str, a: Shape, b: Shape) -> bool:
+    """Whether ``a`` stands in ``relation`` (a key of ``RELATIONS``) to ``b`` on the grid."""
+    return {"to the left of": a.col < b.col, "to the right of": a.col > b.col, "above": a.row < b.row,
+            "below": a.row > b.row}[relation]
+
+
 def _relation(a: Shape, b: Shape) -> tuple[str, str]:
-    """(a relation b, b inverse a), e.g. ("to the left of", "to the right of")."""
+    """(a relation b, b inverse a): left/right when the columns differ, else above/below."""
     if a.col != b.col:
         return ("to the left of", "to the right of") if a.col < b.col else ("to the right of", "to the left of")
     return ("above", "below") if a.row < b.row else ("below", "above")
@@ -129,55 +144,62 @@ def _plural(kind: str) -> str:
     return kind + ("es" if kind.endswith("s") else "s")
 
 
+def _listing(phrases: list[str]) -> str:
+    """"a X", "a X and a Y", "a X, a Y and a Z"."""
+    items = [f"a {p}" for p in phrases]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def captions(shapes: list[Shape], n: int) -> list[str]:
-    """``n`` (5 or 6) distinct captions of a scene."""
+    """``n`` (5 or 6) captions of a scene; together they name every object's size, colour, kind and place.
+
+    Caption 0 of a scene with two or more objects relates its first two objects ("a red circle to the
+    left of a blue square"); captions 1 and 2 place the objects with all their attributes, two per
+    caption. Every caption stays within 24 words (the bundled models read 32 tokens).
+    """
+    first = shapes[0]
     if len(shapes) == 1:
-        (a,) = shapes
-        out = [f"a {a.phrase(True)}", f"a {a.phrase()} in the {a.position}", f"a single {a.phrase()} on a grey background",
-               f"one {a.phrase(True)} in the {a.position}", f"a picture of a {a.phrase()}",
-               f"a {a.size} {a.kind} coloured {a.colour}"]
-    elif len(shapes) == 2:
-        a, b = shapes
-        rel, inv = _relation(a, b)
-        out = [f"a {a.phrase()} {rel} a {b.phrase()}", f"a {b.phrase()} {inv} a {a.phrase()}",
-               f"a {a.phrase(True)} and a {b.phrase(True)}",
-               f"two shapes: a {a.phrase()} in the {a.position} and a {b.phrase()} in the {b.position}",
-               f"a {b.phrase(True)} {inv} a {a.phrase(True)}"]
-        if a.kind == b.kind and a.colour == b.colour:
-            out[2] = f"two {a.colour} {_plural(a.kind)}, one {a.size} and one {b.size}"
-        out.append(f"a {a.phrase()} and a {b.phrase()} on a grey background")
-    else:
-        a, b, c = shapes
-        rel, inv = _relation(a, b)
-        out = [f"a {a.phrase()}, a {b.phrase()} and a {c.phrase()}",
-               f"three shapes: a {a.phrase()} {rel} a {b.phrase()}, and a {c.phrase()}",
-               f"a {c.phrase(True)} in the {c.position} with a {a.phrase()} and a {b.phrase()}",
-               f"a {b.phrase()} {inv} a {a.phrase()}, plus a {c.phrase()}",
-               f"a {a.phrase(True)}, a {b.phrase(True)} and a {c.phrase(True)}",
-               f"three shapes on a grey background: a {c.phrase()}, a {b.phrase()} and a {a.phrase()}"]
-        counts: dict[tuple[str, str], int] = {}
-        for s in shapes:
-            counts[(s.colour, s.kind)] = counts.get((s.colour, s.kind), 0) + 1
-        if max(counts.values()) > 1:
-            (colour, kind), k = max(counts.items(), key=lambda kv: kv[1])
-            out[4] = f"{'two' if k == 2 else 'three'} {colour} {_plural(kind)} among three shapes"
+        out = [f"a {first.phrase(True)}", f"{first.placed()}", f"a single {first.phrase()} on a grey background",
+               f"one {first.phrase(True)} in the {first.position} of the picture",
+               f"a picture of a {first.phrase()} in the {first.position}",
+               f"a {first.size} {first.kind} coloured {first.colour}"]
+        return [_articles(c) for c in out[:n]]
+    a, b = shapes[0], shapes[1]
+    rel, _ = _relation(a, b)
+    count = COUNT_WORDS[len(shapes) - 1]
+    placed = [s.placed() for s in shapes]
+    out = [f"a {a.phrase()} {rel} a {b.phrase()}",
+           " and ".join(placed[:2]),
+           " and ".join(placed[2:]) if len(shapes) > 2 else f"{placed[1]} and {placed[0]}",
+           _listing([s.phrase(True) for s in shapes]),
+           f"{count} shapes: " + _listing([s.phrase() for s in shapes]),
+           f"{count} shapes on a grey background, the {a.phrase()} in the {a.position}"]
+    if len(shapes) == 3:
+        out[2] = f"{placed[2]} next to a {a.phrase()} and a {b.phrase()}"
+    counts: dict[tuple[str, str], int] = {}
+    for s in shapes:
+        counts[(s.colour, s.kind)] = counts.get((s.colour, s.kind), 0) + 1
+    (colour, kind), k = max(counts.items(), key=lambda kv: kv[1])
+    if k > 1:
+        rest = [s.phrase() for s in shapes if (s.colour, s.kind) != (colour, kind)]
+        out[4] = f"{COUNT_WORDS[k - 1]} {colour} {_plural(kind)}" + (f" and {_listing(rest)}" if rest else "")
     return [_articles(c) for c in out[:n]]
 
 
 def sample_scene(rng: random.Random, image_size: int, n: int | None = None) -> list[Shape]:
-    """1-3 shapes (``n`` of them when given) in distinct cells of the 3x3 grid."""
-    n = n or rng.choices((1, 2, 3), weights=(1, 2, 1))[0]
-    cells = rng.sample(range(9), n)
-    shapes = []
+    """1-4 shapes (``n`` of them when given) in distinct cells of the 2x2 grid, listed in reading order."""
+    n = n or rng.choices(list(OBJECT_COUNTS), weights=list(OBJECT_COUNTS.values()))[0]
+    cells = sorted(rng.sample(range(GRID * GRID), n))
+    shapes: list[Shape] = []
+    cell_px = image_size / GRID
+    jitter = cell_px * JITTER
     for i, cell in enumerate(cells):
-        row, col = divmod(cell, 3)
-        if i > 0 and rng.random() < 0.15:
+        row, col = divmod(cell, GRID)
+        if i > 0 and rng.random() < REPEAT:
             kind, colour = shapes[0].kind, shapes[0].colour
         else:
             kind, colour = rng.choice(KINDS), rng.choice(list(COLOURS))
         size = rng.choice(list(SIZES))
-        cell_px = image_size / 3
-        jitter = cell_px * 0.04
         cx = round((col + 0.5) * cell_px + rng.uniform(-jitter, jitter), 2)
         cy = round((row + 0.5) * cell_px + rng.uniform(-jitter, jitter), 2)
         shapes.append(Shape(kind, colour, size, row, col, cx, cy))
@@ -227,33 +249,48 @@ def _voc_mask(shapes: list[Shape], masks: list[np.ndarray]) -> Image.Image:
     return out
 
 
+def _matches(shape: Shape, colour: str | None, kind: str, size: str | None = None) -> bool:
+    return shape.kind == kind and colour in (None, shape.colour) and size in (None, shape.size)
+
+
+def _relation_true(shapes: list[Shape], first: tuple, relation: str, second: tuple) -> bool:
+    """Whether some object matching ``first`` (colour, kind) stands in ``relation`` to another matching ``second``."""
+    return any(_matches(x, *first) and _matches(y, *second) and holds(relation, x, y)
+               for x in shapes for y in shapes if x is not y)
+
+
 def _negatives(shapes: list[Shape], rng: random.Random) -> dict[str, tuple[str, str]]:
-    """SugarCrepe-style (positive, negative) caption pairs for a two-shape scene."""
-    a, b = shapes
+    """SugarCrepe-style (positive, negative) caption pairs of a scene with two or more objects.
+
+    Each negative is false of the scene and has the positive's length and form: it changes words of the
+    positive (replace, swap) or puts an absent object or a wrong size where the positive has a true one
+    (add_obj, add_att), so no text-only cue (length, word frequencies) tells which caption is true.
+    """
+    a, b = rng.sample(shapes, 2)
     rel, _ = _relation(a, b)
-    other_colour = rng.choice([c for c in COLOURS if c not in (a.colour, b.colour)])
-    other_kind = rng.choice([k for k in KINDS if k not in (a.kind, b.kind)])
-    third = rng.choice([k for k in KINDS if k not in (a.kind, b.kind)])
-    opposite = {"to the left of": "to the right of", "to the right of": "to the left of", "above": "below",
-                "below": "above"}[rel]
+    present = {(s.colour, s.kind) for s in shapes}
     pos = f"a {a.phrase()} {rel} a {b.phrase()}"
-    both = f"a {a.phrase()} and a {b.phrase()}"
-    wrong_size = "large" if a.size == "small" else "small"
-    out = {
-        "replace_att": (pos, f"a {other_colour} {a.kind} {rel} a {b.phrase()}"),
-        "replace_obj": (pos, f"a {a.colour} {other_kind} {rel} a {b.phrase()}"),
-        "add_obj": (both, f"a {a.phrase()}, a {b.phrase()} and a {rng.choice(list(COLOURS))} {third}"),
-    }
-    # Only negatives that are false of the scene: with two identical phrases the reversed relation is
-    # true, and a wrong size for a's kind is true when b is that kind in that size.
-    if a.phrase() != b.phrase():
+    out: dict[str, tuple[str, str]] = {}
+    colours = [c for c in COLOURS if (c, a.kind) not in present]
+    if colours:
+        out["replace_att"] = (pos, f"a {rng.choice(colours)} {a.kind} {rel} a {b.phrase()}")
+    kinds = [k for k in KINDS if (a.colour, k) not in present]
+    if kinds:
+        out["replace_obj"] = (pos, f"a {a.colour} {rng.choice(kinds)} {rel} a {b.phrase()}")
+    opposite = RELATIONS[rel]
+    if not _relation_true(shapes, (a.colour, a.kind), opposite, (b.colour, b.kind)):
         out["replace_rel"] = (pos, f"a {a.phrase()} {opposite} a {b.phrase()}")
-    if not (b.kind == a.kind and b.size == wrong_size):
-        out["add_att"] = (f"a {a.kind} and a {b.phrase()}", f"a {wrong_size} {a.kind} and a {b.phrase()}")
-    if a.colour != b.colour:
+    if a.colour != b.colour and not _relation_true(shapes, (b.colour, a.kind), rel, (a.colour, b.kind)):
         out["swap_att"] = (pos, f"a {b.colour} {a.kind} {rel} a {a.colour} {b.kind}")
-    if a.kind != b.kind:
+    if a.kind != b.kind and not _relation_true(shapes, (a.colour, b.kind), rel, (b.colour, a.kind)):
         out["swap_obj"] = (pos, f"a {a.colour} {b.kind} {rel} a {b.colour} {a.kind}")
+    wrong = "large" if a.size == "small" else "small"
+    if not any(_matches(s, None, a.kind, wrong) for s in shapes):
+        out["add_att"] = (f"a {a.size} {a.kind} and a {b.phrase()}", f"a {wrong} {a.kind} and a {b.phrase()}")
+    listed = [a, b] + ([rng.choice([s for s in shapes if s is not a and s is not b])] if len(shapes) > 2 else [])
+    absent = [k for k in KINDS if k not in {s.kind for s in shapes}]
+    added = f"{rng.choice(list(COLOURS))} {rng.choice(absent)}"
+    out["add_obj"] = (_listing([s.phrase() for s in listed]), _listing([s.phrase() for s in listed[:-1]] + [added]))
     return {k: (_articles(p), _articles(n)) for k, (p, n) in out.items()}
 
 
@@ -352,7 +389,7 @@ def generate(root: Path | str, splits: dict[str, int] | None = None, seed: int =
             img.save(root / "VOCdevkit/VOC2012/JPEGImages" / f"{stem}.jpg", quality=95)
             _voc_mask(shapes, masks).save(root / "VOCdevkit/VOC2012/SegmentationClass" / f"{stem}.png")
             voc_lists[voc_split].append(stem)
-        if split == "test" and len(shapes) == 2:
+        if split == "test" and len(shapes) >= 2:
             for cat, (pos, neg) in _negatives(shapes, neg_rng).items():
                 sugar[cat][str(sid)] = {"filename": fname, "caption": pos, "negative_caption": neg}
     categories = [{"id": cid, "name": k, "supercategory": "shape"} for k, cid in zip(KINDS, CATEGORY_IDS)]

@@ -4,13 +4,16 @@ The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints
 
 ``reduce_zero_label: true`` gives the 20-class, background-ignored setting (mmsegmentation's VOC20 of
 MaskCLIP/TCL); ``false`` keeps background as class 0 (21 classes, scored). The shapes world writes
-this layout (``${shapes}/VOCdevkit/VOC2012``, class table ``shapes``).
+this layout (``${shapes}/VOCdevkit/VOC2012``, class table ``shapes``). An id listed twice in the split
+list, or one that leads out of the image or label folder (``../x``, ``/x``; unless
+``dataset.allow_outside_root``), is a ``DataIntegrityError`` naming the line.
 """
 from __future__ import annotations
 
 from typing import ClassVar
 
 from ..params import Param
+from .base import allow_outside_root, check_unique, path_key, safe_join
 from .segmentation import SegmentationReader, read_list_file
 
 
@@ -33,8 +36,15 @@ class VOCReader(SegmentationReader):
 
     def _pairs(self, cfg, root):
         listing = root / cfg["split_dir"] / f"{cfg['split']}.txt"
-        ids = read_list_file(listing, self.format)
-        return [(root / cfg["image_dir"] / f"{i}.jpg", root / cfg["label_dir"] / f"{i}.png", i) for i in ids], [listing]
+        lines = read_list_file(listing, self.format)
+        check_unique([path_key(i) for _, i in lines], "id", str(listing), lambda k: f"line {lines[k][0]}")
+        outside = allow_outside_root(cfg)
+        pairs = []
+        for n, i in lines:
+            where = f"{listing}:{n}: id"
+            pairs.append((safe_join(root / cfg["image_dir"], f"{i}.jpg", where, outside),
+                          safe_join(root / cfg["label_dir"], f"{i}.png", where, outside), i))
+        return pairs, [listing]
 
 
 READER = VOCReader()

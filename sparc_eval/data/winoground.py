@@ -11,17 +11,21 @@ absolute paths, two members with the same file name, a member above ``MAX_MEMBER
 archive above ``MAX_ARCHIVE_BYTES`` (uncompressed) are refused. Parquet files with identical
 content are read once (a Hugging Face cache holds one copy per snapshot); an item id found in two
 different files is an error (point ``root`` at one snapshot). RGBA images are converted to RGB by
-the image transform.
+the image transform. Unsafe names and members, a damaged ``images.zip`` (truncated, failing its
+CRC) or parquet file, an item id or image stem listed twice, and an empty or non-string caption are
+``DataIntegrityError``s naming the file and item.
 """
 from __future__ import annotations
 
 import json
 import re
 import zipfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
-from ..errors import DataError
+from ..errors import DataError, DataIntegrityError
 from ..fileio import (
     atomic_write_bytes,
     atomic_write_text,
@@ -30,7 +34,7 @@ from ..fileio import (
     sha256_json,
 )
 from ..params import Param
-from .base import ImageSet, Reader, check_images_exist, check_root, fingerprint
+from .base import ImageSet, Reader, check_caption, check_images_exist, check_root, check_unique, fingerprint
 from .probes import WinogroundItem, WinogroundSet
 
 FIELDS = ("id", "image_0", "image_1", "caption_0", "caption_1")
@@ -47,30 +51,45 @@ def _safe_name(value, where: str) -> str:
         return str(value)
     if isinstance(value, str) and _SAFE_NAME.fullmatch(value):
         return value
-    raise DataError(f"{where}: {value!r} is not a safe name; expected an integer or letters, digits, '_' and '-'")
+    raise DataIntegrityError(f"{where}: {value!r} is not a safe name; expected an integer or letters, digits, '_' and '-'")
 
 
 def _inside(path: Path, folder: Path, where: str) -> Path:
     if not path.resolve().is_relative_to(folder.resolve()):
-        raise DataError(f"{where}: {path} would lie outside {folder}; refusing it")
+        raise DataIntegrityError(f"{where}: {path} would lie outside {folder}; refusing it")
     return path
 
 
 def _jsonl(path: Path) -> list[dict]:
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {n} is not JSON ({e.msg})") from None
-            if not isinstance(row, dict) or any(k not in row for k in FIELDS):
-                raise DataError(f"{path}: line {n} lacks field(s) {[k for k in FIELDS if k not in (row or {})]}; "
-                                f"expected {list(FIELDS)}")
-            rows.append(row)
+    try:
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}: line {n} is not JSON ({e.msg})") from None
+                if not isinstance(row, dict) or any(k not in row for k in FIELDS):
+                    missing = [k for k in FIELDS if not isinstance(row, dict) or k not in row]
+                    raise DataError(f"{path}: line {n} lacks field(s) {missing}; expected {list(FIELDS)}")
+                rows.append(row)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     return rows
+
+
+def _check_items(rows: list[dict], source: str, label: Callable[[int], str]) -> None:
+    """Both captions of every item non-empty text, item ids and image stems each listed once
+    (``label(n)`` names item n in messages)."""
+    for n, r in enumerate(rows):
+        for k in (0, 1):
+            check_caption(r[f"caption_{k}"], f"{source}: {label(n)}: caption_{k}")
+    ids = [_safe_name(r["id"], f"{source}: {label(n)}: id") for n, r in enumerate(rows)]
+    check_unique(ids, "item id", source, label)
+    check_unique([r[f"image_{k}"] for r in rows for k in (0, 1)], "image", source,
+                 lambda i: f"{label(i // 2)} image_{i % 2}")
 
 
 def _extract_zip(archive: Path) -> Path:
@@ -79,6 +98,19 @@ def _extract_zip(archive: Path) -> Path:
     target = cache_root() / "winoground" / sha256_file(archive)[:16]
     if (target / ".complete").is_file():
         return target
+    try:
+        _extract_members(archive, target)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise DataIntegrityError(f"{archive}: damaged zip archive ({type(e).__name__}: {e}); expected an intact "
+                                 f"images.zip (download it again)") from None
+    except (NotImplementedError, RuntimeError) as e:  # an unsupported compression method, an encrypted member
+        raise DataIntegrityError(f"{archive}: unreadable zip archive ({e}); expected plain (stored or "
+                                 f"deflated) members") from None
+    atomic_write_text(target / ".complete", "")
+    return target
+
+
+def _extract_members(archive: Path, target: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         members, seen, total = [], {}, 0
         for info in zf.infolist():
@@ -86,25 +118,23 @@ def _extract_zip(archive: Path) -> Path:
             if info.is_dir():
                 continue
             if name.is_absolute() or ".." in name.parts or "\\" in info.filename:
-                raise DataError(f"{archive}: member {info.filename!r} has an absolute or '..' path; refusing to "
+                raise DataIntegrityError(f"{archive}: member {info.filename!r} has an absolute or '..' path; refusing to "
                                 f"extract it")
             if name.name in seen:
-                raise DataError(f"{archive}: members {seen[name.name]!r} and {info.filename!r} have the same file "
+                raise DataIntegrityError(f"{archive}: members {seen[name.name]!r} and {info.filename!r} have the same file "
                                 f"name; refusing to extract them into one folder")
             if info.file_size > MAX_MEMBER_BYTES:
-                raise DataError(f"{archive}: member {info.filename!r} is {info.file_size} bytes uncompressed; "
+                raise DataIntegrityError(f"{archive}: member {info.filename!r} is {info.file_size} bytes uncompressed; "
                                 f"expected at most {MAX_MEMBER_BYTES} for one image")
             total += info.file_size
             if total > MAX_ARCHIVE_BYTES:
-                raise DataError(f"{archive}: members add up to more than {MAX_ARCHIVE_BYTES} bytes uncompressed; "
+                raise DataIntegrityError(f"{archive}: members add up to more than {MAX_ARCHIVE_BYTES} bytes uncompressed; "
                                 f"refusing to extract it")
             seen[name.name] = info.filename
             members.append(info)
         for info in members:
             name = PurePosixPath(info.filename).name
             atomic_write_bytes(_inside(target / name, target, str(archive)), zf.read(info))
-    atomic_write_text(target / ".complete", "")
-    return target
 
 
 def _image_folder(base: Path) -> Path:
@@ -119,6 +149,7 @@ def _parquet_rows(files: list[Path]) -> tuple[list[dict], dict[str, Path], list[
     """Rows of the parquet files, per image stem the cached file holding its bytes, and the files
     read (one of each set of identical files)."""
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ModuleNotFoundError:
         raise DataError("winoground: reading the parquet files needs pyarrow (pip install pyarrow)") from None
@@ -129,12 +160,18 @@ def _parquet_rows(files: list[Path]) -> tuple[list[dict], dict[str, Path], list[
     target = cache_root() / "winoground" / sha256_json(list(digests))[:16]
     rows, stems, source = [], {}, {}
     for f in files:
-        table = pq.read_table(f)
+        try:
+            table = pq.read_table(f)
+        except (pa.ArrowException, OSError) as e:
+            raise DataIntegrityError(f"{f}: damaged parquet file ({type(e).__name__}: {e}); expected an intact "
+                                     f"copy (download it again)") from None
         missing = [k for k in FIELDS if k not in table.column_names]
         if missing:
             raise DataError(f"{f}: parquet file lacks column(s) {missing}; found {table.column_names}")
         for row in table.to_pylist():
             item = _safe_name(row["id"], f"{f}: item id")
+            if source.get(item) == f:
+                raise DataIntegrityError(f"{f}: item id {item} is listed twice; expected each item once")
             if item in source:
                 raise DataError(f"{f}: item id {item} is also in {source[item]}; several copies of the dataset "
                                 f"(e.g. Hugging Face snapshots) are under root; point root at one of them")
@@ -185,12 +222,12 @@ class WinogroundReader(Reader):
             if jsonl is None:
                 raise DataError(f"winoground: {root / 'data' / 'examples.jsonl'} is missing")
             rows = _jsonl(jsonl)
-            folder = _image_folder(jsonl.parent)
-            images = {}
             for n, r in enumerate(rows):
                 for k in (0, 1):
                     r[f"image_{k}"] = _safe_name(r[f"image_{k}"], f"{jsonl}: item {n}: image_{k}")
-                    images[r[f"image_{k}"]] = folder / f"{r[f'image_{k}']}.png"
+            _check_items(rows, str(jsonl), lambda n: f"item {n}")
+            folder = _image_folder(jsonl.parent)
+            images = {r[f"image_{k}"]: folder / f"{r[f'image_{k}']}.png" for r in rows for k in (0, 1)}
             zipped = folder != jsonl.parent / "images"
             annotation_files = [jsonl, jsonl.parent / "images.zip"] if zipped else [jsonl]
             listed = not zipped
@@ -198,6 +235,8 @@ class WinogroundReader(Reader):
             if not parquet:
                 raise DataError(f"winoground: no examples.jsonl and no *.parquet file under {root}")
             rows, images, annotation_files = _parquet_rows(parquet)
+            _check_items(rows, str(annotation_files[0] if len(annotation_files) == 1 else root),
+                         lambda n: f"item id {rows[n]['id']}")
             listed = False
         if not rows:
             raise DataError(f"winoground: no items in {[str(f) for f in annotation_files]}")

@@ -8,6 +8,10 @@ Families: ``i2t_R@{k}``, ``t2i_R@{k}`` and ``mean_R@{k}`` for any integer k, and
 key ``<key>.<subset>`` (e.g. ``acc.swap_att``, ``top1.severity_3``) inherits the properties of
 ``<key>``. Dataset-dependent chance levels (1/C, k/N) are computed by the task and stored in the
 result file's ``chance`` field.
+
+Keys marked ``control`` describe the dataset or a model's text prior rather than the model's skill
+(``blind_acc``, ``artifact_acc`` and their per-category forms; see ``metrics.controls``): tables show
+them beside the metrics, and neither ranking nor ``check`` reads them.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ class MetricInfo:
     low: float = 0.0
     high: float | None = 100.0
     chance: float | None = None
+    control: bool = False
 
 
 _REGISTRY: dict[str, MetricInfo] = {}
@@ -56,6 +61,11 @@ _register("macro_acc", "unweighted mean of per-category accuracies")
 _register("text_score", "Winoground text score: each image scores its own caption strictly higher than the other", chance=25.0)
 _register("image_score", "Winoground image score: each caption scores its own image strictly higher than the other", chance=25.0)
 _register("group_score", "Winoground group score (text and image score)", chance=100 / 6)
+_register("blind_acc", "control: probe accuracy when every option is scored against the dataset's mean image "
+          "embedding (the model's text prior alone; strict)", higher_is_better=False, control=True)
+_register("artifact_acc", "control: accuracy of a text-only logistic regression (length, word unigrams and "
+          "bigrams; folds grouped by image) at picking the right option; > 60 at the lower bound is flagged",
+          higher_is_better=False, control=True)
 
 # Dense prediction.
 _register("mIoU", "mean intersection-over-union over classes")
@@ -79,6 +89,12 @@ _register("K-P", "K-Precision over all caption tokens against the references")
 _register("K-Pna", "K-Precision over nouns and adjectives only")
 _register("CHAIR_i", "CHAIR-i: hallucinated object mentions / all object mentions", higher_is_better=False)
 _register("CHAIR_s", "CHAIR-s: captions with a hallucinated object / all captions", higher_is_better=False)
+_register("K-P_miss", "K-P over the images whose retrieved caption is not one of their own references")
+_register("K-Pna_miss", "K-Pna over the images whose retrieved caption is not one of their own references")
+_register("CHAIR_i_miss", "CHAIR-i over the images whose retrieved caption is not one of their own references",
+          higher_is_better=False)
+_register("CHAIR_s_miss", "CHAIR-s over the images whose retrieved caption is not one of their own references",
+          higher_is_better=False)
 for _n in range(1, 5):
     _register(f"BLEU_{_n}", f"corpus BLEU-{_n} (pycocoevalcap), x100")
 _register("METEOR", "METEOR 1.5 (pycocoevalcap), x100")
@@ -99,7 +115,7 @@ def get(key: str) -> MetricInfo:
     if dot and subset:
         info = get(base)
         return MetricInfo(key, f"{info.description} (subset: {subset})", info.unit,
-                          info.higher_is_better, info.low, info.high, info.chance)
+                          info.higher_is_better, info.low, info.high, info.chance, info.control)
     raise UnknownNameError("metric", key, known())
 
 

@@ -132,18 +132,34 @@ def retrieval_counts(image_emb, text_emb, text_image: Sequence[int] | np.ndarray
                            acc["t2i_gt"].numpy()[inv], acc["t2i_eq"].numpy()[inv], n, m)
 
 
+_EXACT_DRAWS = 64  # up to this many draws from a tie group the miss probability is an exact product
+
+
 def hit_probability(gt: np.ndarray, eq: np.ndarray, pos_tied: np.ndarray | int, k: int) -> np.ndarray:
-    """P(at least one match in the top k) under random tie order, per query (see module docstring)."""
+    """P(at least one match in the top k) under random tie order, per query (see module docstring).
+
+    The ``r = k - gt`` slots left for the tie group (``eq`` negatives, ``p`` positives) all miss with
+    probability C(eq, r) / C(eq + p, r): a product of r factors when r <= 64, else from log-gamma, so
+    the cost is O(queries) for any k (a k beyond the gallery is simply a certain hit)."""
     gt = np.asarray(gt, dtype=np.int64)
     eq = np.asarray(eq, dtype=np.int64)
     p = np.broadcast_to(np.asarray(pos_tied, dtype=np.int64), gt.shape)
-    r = k - gt
+    r = np.clip(k - gt, 0, None)
+    draws = np.minimum(r, eq + 1)  # once a draw exceeds the tied negatives, a positive is certain
     miss = np.ones(gt.shape, dtype=np.float64)
-    for i in range(int(max(r.max(initial=0), 0))):
-        active = i < r
+    for i in range(int(min(draws.max(initial=0), _EXACT_DRAWS))):
+        active = i < draws
         num = np.clip(np.where(active, eq - i, 1), 0, None).astype(np.float64)
         den = np.clip(np.where(active, eq + p - i, 1), 1, None).astype(np.float64)
         miss *= num / den
+    many = draws > _EXACT_DRAWS
+    if many.any():
+        from scipy.special import gammaln
+
+        e, q, r_many = eq[many].astype(np.float64), p[many].astype(np.float64), r[many].astype(np.float64)
+        d = np.minimum(r_many, e)
+        log_miss = gammaln(e + 1) - gammaln(e - d + 1) - gammaln(e + q + 1) + gammaln(e + q - d + 1)
+        miss[many] = np.where(r_many > e, 0.0, np.exp(log_miss))
     return np.where(r <= 0, 0.0, 1.0 - miss)
 
 

@@ -26,7 +26,7 @@ from ..errors import ModelLoadError, SparcEvalError
 from ..fileio import sha256_file
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, spec_fingerprint
 from .open_clip_adapter import tokenizer_truncated
-from .transforms import apply_overrides, build_image_transform
+from .transforms import apply_overrides, build_image_transform, check_preprocessing
 
 
 class SparcAdapter(ModelAdapter):
@@ -76,6 +76,7 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
                              f"use --dense direct")
     ckpt = resolve_checkpoint(Path(spec.split(":", 1)[1]), pretrained)
     model, cfg = load_model(ckpt)
+    check_preprocessing(cfg.get("preprocessing") or {}, f"{ckpt / 'config.json'}: preprocessing")
     pre, _ = apply_overrides({**cfg["preprocessing"], "dense": "h_v+g_v" if model.h_v is not None else "g_v",
                               "step": cfg["step"]}, preprocessing)
     identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=sha256_file(ckpt / MODEL_FILE))

@@ -7,6 +7,7 @@ resize both sides, ignoring aspect; ``pad``: letterbox onto a square of ``fill``
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from PIL import Image
@@ -36,8 +37,29 @@ class _PadToSquare:
         return canvas
 
 
-def build_image_transform(pre: Mapping) -> T.Compose:
-    """A torchvision transform PIL -> normalised float tensor [3, R, R] for preprocessing ``pre``."""
+def check_preprocessing(pre: Mapping, where: str = "preprocessing") -> None:
+    """``SparcEvalError`` naming ``where`` and the field unless ``pre`` describes a usable transform."""
+    res = pre.get("resolution")
+    if isinstance(res, bool) or not isinstance(res, int) or res < 8:
+        raise SparcEvalError(f"{where}.resolution: {res!r}; expected an image size of at least 8 pixels")
+    if pre.get("interpolation") not in INTERPOLATIONS:
+        raise SparcEvalError(f"{where}.interpolation: {pre.get('interpolation')!r}; expected one of "
+                             f"{', '.join(INTERPOLATIONS)}")
+    if pre.get("crop") not in CROPS:
+        raise SparcEvalError(f"{where}.crop: {pre.get('crop')!r}; expected one of {', '.join(CROPS)}")
+    for key in ("mean", "std"):
+        v = pre.get(key)
+        if not (isinstance(v, (list, tuple)) and len(v) == 3
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+            raise SparcEvalError(f"{where}.{key}: {v!r}; expected three finite numbers (RGB, 0-1 scale)")
+    if any(x <= 0 for x in pre["std"]):
+        raise SparcEvalError(f"{where}.std: {pre['std']!r}; expected positive numbers")
+
+
+def build_image_transform(pre: Mapping, where: str = "preprocessing") -> T.Compose:
+    """A torchvision transform PIL -> normalised float tensor [3, R, R] for preprocessing ``pre``
+    (checked first: a bad field is a ``SparcEvalError`` naming ``where``)."""
+    check_preprocessing(pre, where)
     res = int(pre["resolution"])
     interp = INTERPOLATIONS[pre["interpolation"]]
     crop = pre["crop"]

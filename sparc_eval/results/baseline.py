@@ -64,11 +64,16 @@ def baseline_record(entry: Entry) -> dict:
 def save_baseline(collection: Collection, path: Path | str, warn: Callable[[str], None] | None = None) -> Path:
     """Write a baseline of every full result in ``collection`` (one per (model, task): see ``collect.pick``);
     partial (``--limit``) runs are left out with a warning, and a ``ResultsError`` when nothing else is left."""
-    kept, conflicts = pick(e for e in collection.entries if not e.partial)
+    kept, conflicts = pick(e for e in collection.entries if not e.partial and not e.imported)
     partial = sorted(e.label for e in collection.entries if e.partial)
+    imported = sorted(e.label for e in collection.entries if e.imported)
+    if imported and warn is not None:
+        warn(f"warning: {len(imported)} imported result(s) left out of the baseline (no samples to check "
+             f"against): {', '.join(imported)}")
     if not kept:
-        raise ResultsError(f"no full results to save: the {len(partial)} result(s) are all partial (--limit) runs; "
-                           f"a baseline needs full runs")
+        raise ResultsError(f"no full results to save: the {len(collection.entries)} result(s) are all partial (--limit) "
+                           f"runs{' or imported results' if imported else ''}; a baseline needs full runs computed "
+                           f"by sparc-eval")
     if warn is not None:
         if partial:
             warn(f"warning: {len(partial)} partial (--limit) result(s) left out of the baseline: {', '.join(partial)}")

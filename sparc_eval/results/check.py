@@ -251,8 +251,11 @@ def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = 
     """
     rules = rules or Rules()
     mapping = dict(model_map or {})
-    kept, conflicts = pick(e for e in collection.entries if not e.partial)
+    kept, conflicts = pick(e for e in collection.entries if not e.partial and not e.imported)
     warnings = [f"warning: {c.kept.model} / {c.kept.task}: {c.describe()}" for c in conflicts]
+    imported = sorted(e.label for e in collection.entries if e.imported)
+    if imported:
+        warnings.append(f"warning: {len(imported)} imported result(s) not checked (no samples): {', '.join(imported)}")
     partial = [e for e in collection.entries if e.partial and (not mapping or e.model in mapping)]
     if partial:
         warnings.append(f"warning: {len(partial)} partial (--limit) result(s) not checked: "

@@ -1,6 +1,7 @@
 """Load result files for leaderboards, checks and comparisons (no torch).
 
-``collect(paths)`` reads every result JSON under the given folders or files. A corrupt, truncated
+``collect(paths)`` reads every result JSON under the given folders or files and checks each against
+its samples (``results.integrity``: a disagreement is refused, never shown). A corrupt, truncated
 or foreign JSON is skipped with a warning that names it (one bad file never breaks a board); a path
 with no usable result at all is a ``ResultsError``. ``pick`` keeps one result per (model, task) and
 reports the others: *mixed* when they differ in task version, config hash, dataset or seed (never
@@ -15,8 +16,10 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import ResultsError
+from .imported import clip_benchmark_files, imported_record
+from .integrity import verified_samples
 from .schema import DatasetInfo, ResultRecord
-from .store import iter_result_files, read_result, read_samples
+from .store import iter_result_files, read_result
 
 Key = tuple[str, str]
 
@@ -36,6 +39,7 @@ class Entry:
         self.path = path
         self.record = result if isinstance(result, ResultRecord) else ResultRecord.from_dict(result)
         self.label = label
+        self._records: list[dict] | None = None
 
     @property
     def model(self) -> str:
@@ -111,9 +115,16 @@ class Entry:
         c = number((self.record.chance or {}).get(metric or self.main_metric))
         return None if math.isnan(c) else c
 
+    @property
+    def imported(self) -> bool:
+        return self.record.imported
+
     def records(self) -> list[dict]:
-        """The per-sample records beside the JSON ([] when it has none)."""
-        return read_samples(self.path, self.record)
+        """The per-sample records beside the JSON ([] when it has none), checked against the result
+        (``results.integrity``; ``IntegrityError`` when they disagree)."""
+        if self._records is None:
+            self._records = verified_samples(self.path, self.record)
+        return self._records
 
 
 @dataclass
@@ -160,7 +171,8 @@ def collect(paths: Sequence[Path | str], warn: Callable[[str], None] | None = No
     """Read every result JSON under ``paths`` (folders, recursively, or files).
 
     Unreadable files are skipped and reported through ``warn`` (and ``Collection.skipped``); a missing
-    path, or paths holding no readable result, raise ``ResultsError``.
+    path, or paths holding no readable result, raise ``ResultsError``. A readable result that disagrees
+    with its samples, or has a non-finite metric, raises ``IntegrityError`` (``results.integrity``).
     """
     if not paths:
         raise ResultsError("no results folder given; expected e.g. `results/` as written by `sparc-eval run -o results`")
@@ -171,16 +183,30 @@ def collect(paths: Sequence[Path | str], warn: Callable[[str], None] | None = No
         root = Path(given)
         if not root.exists():
             raise ResultsError(f"{root}: no such file or folder; expected a results folder written by `sparc-eval run`")
+        imported = clip_benchmark_files(root)
+        for path in imported:
+            n_files += 1
+            try:
+                entries.append(Entry(path, imported_record(path), _label(path, root)))
+            except ResultsError as e:
+                skipped.append((_label(path, root), str(e).removeprefix(f"{path}: ")))
+                if warn is not None:
+                    warn(f"warning: skipped {_label(path, root)}: {skipped[-1][1]}")
         for path in iter_result_files(root):
+            if path in imported:
+                continue
             n_files += 1
             label = _label(path, root)
             try:
-                entries.append(Entry(path, read_result(path), label))
+                entry = Entry(path, read_result(path), label)
             except ResultsError as e:
                 reason = str(e).removeprefix(f"{path}: ")
                 skipped.append((label, reason))
                 if warn is not None:
                     warn(f"warning: skipped {label}: {reason}")
+                continue
+            entry.records()  # a result that disagrees with its samples is refused, never shown
+            entries.append(entry)
     if not entries:
         where = ", ".join(str(p) for p in paths)
         if n_files == 0:

@@ -71,7 +71,9 @@ def _pairs(a: Collection, b: Collection, warn: Callable[[str], None] | None = No
 
 
 def _identity_notes(a: Entry, b: Entry) -> list[str]:
-    notes = []
+    notes = [f"{side} imported (no samples: no paired interval)" for side, e in (("A", a), ("B", b)) if e.imported]
+    if a.imported or b.imported:
+        return notes
     if a.version != b.version or a.config_sha256 != b.config_sha256:
         notes.append(f"task version/config differ (v{a.version} {a.config_sha256[:8]} vs "
                      f"v{b.version} {b.config_sha256[:8]}): may not be comparable")
@@ -83,8 +85,15 @@ def _identity_notes(a: Entry, b: Entry) -> list[str]:
 def compare(a: Collection, b: Collection, metrics: str | Sequence[str] = "main", seed: int = 0,
             warn: Callable[[str], None] | None = None) -> list[CompareRow]:
     """Differences ``B - A`` per paired (model, task) and metric (those of ``metrics`` both report)."""
+    pairs = list(_pairs(a, b, warn))
+    if not isinstance(metrics, str):
+        known = sorted({k for ea, eb in pairs for k in ea.metrics if k in eb.metrics})
+        unknown = [k for k in metrics if k not in known]
+        if unknown:
+            raise ResultsError(f"--metrics {', '.join(unknown)}: reported by none of the compared results; "
+                               f"known: {', '.join(known) or '(none)'}, or main, all")
     rows = []
-    for ea, eb in _pairs(a, b, warn):
+    for ea, eb in pairs:
         keys = [k for k in select_metrics(ea, metrics) if k in eb.metrics]
         diffs, notes = differences(ea, eb, keys, seed, warn=warn)
         note = "; ".join(_identity_notes(ea, eb) + notes)

@@ -27,7 +27,7 @@ from ..clip_benchmark_names import CB_VERSION, lookup, map_metric, short_name
 from ..errors import ConfigError, ResultsError, UnknownNameError
 from ..fileio import sha256_file
 from ..names import slug
-from .schema import SCHEMA
+from .schema import SCHEMA, ResultRecord
 
 FIELDS = ("dataset", "model", "pretrained", "task", "metrics")
 KIND = "imported"
@@ -128,3 +128,37 @@ def import_clip_benchmark(path: Path | str, *, model_name: str | None = None) ->
         "dropped": dropped,
         "details": {k: raw[k] for k in ("classnames", "templates") if k in raw},
     }
+
+
+def imported_record(path: Path | str, *, model_name: str | None = None) -> ResultRecord:
+    """``import_clip_benchmark`` as a typed record: what the file was, and what was not carried over,
+    are kept in ``details`` (``source``, ``unmapped``, ``dropped``)."""
+    data = import_clip_benchmark(path, model_name=model_name)
+    record = ResultRecord.from_dict(data)
+    record.details.update({k: data[k] for k in ("source", "unmapped", "dropped")})
+    record.task.config = {"clip_benchmark": data["task"]["clip_benchmark"]}
+    return record
+
+
+def clip_benchmark_files(root: Path | str) -> list[Path]:
+    """The CLIP_benchmark result JSONs under ``root`` (a file or a folder, recursively): files that are
+    not sparc-eval results (no ``schema``) and carry CLIP_benchmark's fields. Only the first 4 KiB of a
+    file is read to rule it out."""
+    root = Path(root)
+    found = []
+    for p in [root] if root.is_file() else sorted(root.rglob("*.json")):
+        if p.name.startswith("."):
+            continue
+        try:
+            with p.open("rb") as f:
+                head = f.read(4096)
+        except OSError:
+            continue
+        if b'"schema"' in head or not (b'"dataset"' in head and b'"task"' in head):
+            continue
+        try:
+            if looks_like_clip_benchmark(json.loads(p.read_text(encoding="utf-8"))):
+                found.append(p)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+    return found

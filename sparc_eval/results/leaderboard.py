@@ -147,6 +147,12 @@ def _by_task(kept: Mapping[Key, Entry]) -> dict[str, list[Entry]]:
     return out
 
 
+def imported_note(e: Entry) -> str:
+    """The mark of an imported result, wherever it is shown."""
+    source = (e.record.details.get("source") or {}).get("format", "another tool")
+    return f"imported from {source} ({e.label}): no per-sample records, so no interval and no samples check"
+
+
 def _stale_reasons(e: Entry, ref: Entry, current: object) -> list[str]:
     if e.signature[:3] == ref.signature[:3] and (current is None or e.version == current):
         return []
@@ -231,7 +237,7 @@ def _table(kept: Mapping[Key, Entry], columns: Sequence[Column], refs: Mapping[s
                 lo[m][c.key], hi[m][c.key] = iv
             n_used[m][c.key] = float(e.dataset.n_used or math.nan)
             n_total[m][c.key] = float(e.dataset.n_total or math.nan)
-            reasons = _stale_reasons(e, refs[c.key], current.get(c.key))
+            reasons = [imported_note(e)] if e.imported else _stale_reasons(e, refs[c.key], current.get(c.key))
             if math.isnan(vals[m][c.key]):
                 reasons.append(f"metric {c.metric} missing from {e.label}")
             if reasons:

@@ -7,13 +7,13 @@ from pathlib import Path
 from ..errors import ResultsError
 from ..fileio import atomic_write_text
 from .leaderboard import Board
-from .render_csv import render_csv
+from .render_csv import render_csv, render_long_csv
 from .render_html import render_html
 from .render_latex import render_latex
 from .render_markdown import render_markdown
 
 RENDERERS: dict[str, Callable[[Board, int], str]] = {
-    "md": render_markdown, "csv": render_csv, "tex": render_latex, "html": render_html,
+    "md": render_markdown, "csv": render_csv, "tex": render_latex, "html": render_html, "csv-long": render_long_csv,
 }
 SUFFIXES = {".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "tex", ".html": "html", ".htm": "html"}
 
@@ -33,8 +33,10 @@ def render(board: Board, fmt: str, digits: int = 1) -> str:
     return RENDERERS[fmt](board, digits)
 
 
-def write_board(board: Board, path: Path | str, digits: int = 1) -> Path:
-    """Render ``board`` in the format named by ``path``'s suffix and write it atomically."""
+def write_board(board: Board, path: Path | str, digits: int = 1, long: bool = False) -> Path:
+    """Render ``board`` in the format named by ``path``'s suffix and write it atomically; ``long``: a CSV
+    file gets one row per model x task x metric."""
     path = Path(path)
-    atomic_write_text(path, render(board, format_of(path), digits))
+    fmt = format_of(path)
+    atomic_write_text(path, render(board, "csv-long" if long and fmt == "csv" else fmt, digits))
     return path

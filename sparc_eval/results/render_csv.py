@@ -4,6 +4,9 @@ Columns: ``table`` (full / partial / chance), ``rank``, ``model``, ``tasks``, th
 key (``average``, ``group:<name>``, task name) with the value; task columns add ``<task> lo``,
 ``<task> hi`` (95% interval) and ``<task> n``; with a baseline, ``<key> delta``; last ``flags``.
 Numbers at full precision, empty when missing; text cells are guarded against spreadsheet formulas.
+
+``render_long_csv``: one row per model x task x metric (what ``clip_benchmark build`` users load into
+pandas), with the interval, n, chance, direction and kind (measured or imported) of each value.
 """
 from __future__ import annotations
 
@@ -58,4 +61,33 @@ def render_csv(board: Board, digits: int = 1) -> str:
     w.writerow(chance + [""])
     if board.partial is not None:
         w.writerows(_rows(board, board.partial, "partial"))
+    return buf.getvalue()
+
+
+LONG_HEAD = ("table", "model", "task", "metric", "value", "lo", "hi", "n", "n_total", "chance", "higher_is_better",
+             "unit", "main", "kind", "spec", "pretrained", "task_version", "flags")
+
+
+def render_long_csv(board: Board, digits: int = 1) -> str:
+    """The results behind the board, one row per (model, task, metric); full runs, then partial ones."""
+    from .leaderboard import metric_direction
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(LONG_HEAD)
+    for name, table in (("full", board.full), ("partial", board.partial)):
+        if table is None:
+            continue
+        for (m, col), e in sorted(table.entries.items()):
+            flags = " | ".join(table.flags.get((m, col), []))
+            r = e.record
+            version = "" if r.task.version is None else csv_text(str(r.task.version))
+            for key in [r.main_metric] + sorted(k for k in r.metrics if k != r.main_metric):
+                iv = e.interval(key)
+                hib, unit, _, _ = metric_direction(key)
+                w.writerow([name, csv_text(m), csv_text(col), csv_text(key), exact(e.value(key)),
+                            exact(iv[0]) if iv else "", exact(iv[1]) if iv else "", exact(r.dataset.n_used),
+                            exact(r.dataset.n_total), exact(e.chance(key)), str(hib).lower(), csv_text(unit),
+                            str(key == r.main_metric).lower(), r.kind, csv_text(r.model.spec or ""),
+                            csv_text(r.model.pretrained or ""), version, csv_text(flags)])
     return buf.getvalue()

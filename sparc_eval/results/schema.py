@@ -5,9 +5,13 @@ One JSON per (model, task) run (DESIGN.md §3, the result-file contract)::
     {schema, task{name, type, version, config_sha256, groups, config},
      model{spec, pretrained, name, weights_sha256}, dataset{name, format, fingerprint, n_total, n_used,
      limit, partial}, seed, metrics{...}, main_metric, intervals{metric: [lo, hi]}, chance{...},
-     aggregations{...}, details{...}, preprocessing{...}, provenance{...}, run_key, samples}
+     aggregations{...}, details{...}, preprocessing{...}, provenance{...}, run_key, kind,
+     samples, samples_sha256, samples_count}
 
-``samples`` names the per-sample JSONL beside the JSON (absent when the task wrote none).
+``samples`` names the per-sample JSONL beside the JSON (absent when the task wrote none); its sha256 and
+record count (schema v2) let every reader check it (``results.integrity``). ``kind`` is ``measured`` for
+results sparc-eval computed and ``imported`` for results converted from other tools (no samples, no
+intervals, exempt from the samples checks, never a ``check`` baseline). Schema v1 files (no sums) are read.
 ``ResultRecord.from_dict`` builds a record leniently (missing optional fields take their defaults);
 ``validate`` checks the fields every consumer relies on and raises ``ResultsError`` naming the file.
 This module imports neither torch nor the models.
@@ -21,7 +25,8 @@ from typing import Any
 
 from ..errors import ResultsError
 
-SCHEMA = "sparc-eval/result/v1"
+SCHEMA = "sparc-eval/result/v2"
+KINDS = ("measured", "imported")
 _REQUIRED = {"schema": str, "task": dict, "model": dict, "dataset": dict, "metrics": dict, "main_metric": str}
 
 
@@ -102,14 +107,22 @@ class ResultRecord:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     run_key: str | None = None
+    kind: str = "measured"
     samples: str | None = None
+    samples_sha256: str | None = None
+    samples_count: int | None = None
     schema: str = SCHEMA
+
+    @property
+    def imported(self) -> bool:
+        return self.kind == "imported"
 
     @classmethod
     def from_dict(cls, data: Mapping) -> ResultRecord:
         """A record from a result JSON object, without validation (see ``validate``)."""
         body = {k: data[k] for k in ("metrics", "main_metric", "seed", "intervals", "chance", "aggregations",
-                                     "details", "preprocessing", "provenance", "run_key", "samples", "schema")
+                                     "details", "preprocessing", "provenance", "run_key", "kind", "samples",
+                                     "samples_sha256", "samples_count", "schema")
                 if k in data and data[k] is not None}
         return cls(task=TaskInfo(**_pick(TaskInfo, data.get("task") or {"name": "?"})),
                    model=ModelInfo(**_pick(ModelInfo, data.get("model") or {"name": "?"})),
@@ -121,9 +134,9 @@ class ResultRecord:
                "dataset": self.dataset.to_dict(), "seed": self.seed, "metrics": self.metrics,
                "main_metric": self.main_metric, "intervals": self.intervals, "chance": self.chance,
                "aggregations": self.aggregations, "details": self.details, "preprocessing": self.preprocessing,
-               "provenance": self.provenance, "run_key": self.run_key}
+               "provenance": self.provenance, "run_key": self.run_key, "kind": self.kind}
         if self.samples is not None:
-            out["samples"] = self.samples
+            out.update(samples=self.samples, samples_sha256=self.samples_sha256, samples_count=self.samples_count)
         return out
 
     def samples_file(self, json_path: Path | str) -> Path | None:
@@ -146,6 +159,8 @@ def validate(data: object, path: Path | str) -> ResultRecord:
         for f in names:
             if f not in data[section]:
                 raise ResultsError(f"{path}: field {section}.{f} is missing")
+    if data.get("kind", "measured") not in KINDS:
+        raise ResultsError(f"{path}: kind {data.get('kind')!r} is not one of {', '.join(KINDS)}")
     if data["main_metric"] not in data["metrics"]:
         raise ResultsError(f"{path}: main_metric {data['main_metric']!r} is not among metrics "
                            f"{sorted(data['metrics'])}")

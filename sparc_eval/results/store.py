@@ -8,11 +8,12 @@ This module imports neither torch nor the models.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ..errors import ResultsError
-from ..fileio import atomic_write_text
+from ..errors import IntegrityError, ResultsError
+from ..fileio import atomic_write_bytes, atomic_write_text, sha256_bytes
 from ..names import slug
 from .schema import ResultRecord, validate
 
@@ -31,12 +32,23 @@ def write_result(path: Path, result: ResultRecord | Mapping, records: Iterable[M
     """Write the per-sample JSONL (if any) and then the result JSON, each atomically. A mapping is
     taken as a result JSON object (``ResultRecord.from_dict``)."""
     record = result if isinstance(result, ResultRecord) else ResultRecord.from_dict(result)
+    check_finite(record, path)
     if records is not None:
         sp = samples_path(path)
-        atomic_write_text(sp, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-        record.samples = sp.name
+        lines = [json.dumps(r, sort_keys=True) + "\n" for r in records]
+        data = "".join(lines).encode("utf-8")
+        atomic_write_bytes(sp, data)
+        record.samples, record.samples_sha256, record.samples_count = sp.name, sha256_bytes(data), len(lines)
     atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, allow_nan=True) + "\n")
     return path
+
+
+def check_finite(record: ResultRecord, path: Path | str) -> None:
+    """Every metric is a finite number, or ``IntegrityError`` naming the file and the metric."""
+    for key, value in record.metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise IntegrityError(f"{path}: metric {key!r} is {value!r}, not a finite number; a result with it "
+                                 f"is refused (rank and tolerance checks would be meaningless)")
 
 
 def read_result(path: Path | str) -> ResultRecord:

@@ -5,6 +5,7 @@ import math
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -34,3 +35,18 @@ def print_run_table(evals: Sequence, console: Console | None = None) -> None:
         table.add_row(r.model.name, r.task.name, main, fmt(r.metrics[main]), ci, fmt(r.chance.get(main)), n,
                       ev.status, others)
     console.print(table)
+
+
+def print_model_summary(runs: Sequence, console: Console | None = None) -> None:
+    """One line per model of a several-model call: tasks computed, skipped and not run, or why it failed."""
+    console = console or Console(width=160)
+    table = Table(box=None, header_style="bold", title="models", title_justify="left")
+    for col in ("model", "pretrained", "status", "computed", "skipped", "unsupported", "error"):
+        table.add_column(col, overflow="fold")
+    for r in runs:
+        count = {s: sum(e.status == s for e in r.evaluations) for s in ("computed", "skipped", "unsupported")}
+        table.add_row(escape(r.name or r.spec or ""), escape(r.pretrained or ""), "failed" if r.error else "ok",
+                      *(str(count[s]) for s in count), escape(r.error or ""))
+    console.print(table)
+    failed = sum(1 for r in runs if r.error)
+    console.print(f"{len(runs) - failed} of {len(runs)} model(s) evaluated" + (f"; {failed} failed" if failed else ""))

@@ -20,7 +20,7 @@ class Retrieval(TaskType):
     dataset_kind = "retrieval"
     description = "image->text and text->image recall@k (Karpathy / COCO captions)"
     params = {
-        "recall_at": Param("list[int]", [1, 5, 10], "the k of recall@k"),
+        "recall_at": Param("list[int]", [1, 5, 10], "the k of recall@k", min=1, max=10**9, nonempty=True),
         "block": Param("int", 1024, "images per block of the chunked score computation (memory bound)", min=1,
                        affects_numbers=False),
         "stream": Param("bool", False, "read embeddings block by block from the on-disk cache instead of memory",
