@@ -29,6 +29,7 @@ from .fileio import sha256_file, sha256_json, umask
 from .results.schema import SCHEMA, DatasetInfo, ModelInfo, ResultRecord, TaskInfo
 from .results.store import read_result, result_path, write_result
 from .task_config import TaskConfig
+from .task_types import TaskType
 from .tasks import ResolvedTask, load_suite, load_task, resolve_task
 
 __all__ = ["EvalOptions", "Evaluation", "ModelRef", "ModelRun", "evaluate", "load_model", "load_task", "plan",
@@ -142,11 +143,13 @@ def run(model: Any, tasks: Sequence[str | TaskConfig] | str, opts: EvalOptions) 
     Everything a user can get wrong is checked before a model is loaded (``preflight``)."""
     preflight(opts)
     session = _Session.start(opts)
-    planned = plan([tasks] if isinstance(tasks, str) else tasks, opts)
+    planned = [(task, task.build()) for task in plan([tasks] if isinstance(tasks, str) else tasks, opts)]
+    for _, instance in planned:  # every dataset is read and checked before a model loads
+        instance.load_data(opts.limit)
     ref = identify(model, opts, session)
     session.claim(ref)
     try:
-        return [run_one(task, ref, session, alone=len(planned) == 1) for task in planned]
+        return [run_one(task, instance, ref, session, alone=len(planned) == 1) for task, instance in planned]
     finally:
         session.release_unused()
 
@@ -281,14 +284,14 @@ class RunInfo:
     engine: dict[str, int]
 
 
-def run_one(task: ResolvedTask, ref: ModelRef, session: _Session, alone: bool) -> Evaluation:
+def run_one(task: ResolvedTask, instance: TaskType, ref: ModelRef, session: _Session, alone: bool) -> Evaluation:
     """Step 3: one task: skip an identical stored result, refuse another model's name, check the model
-    can serve it, evaluate, then ``record`` and write. ``alone``: the only task (unsupported raises)."""
+    can serve it, evaluate, then ``record`` and write. ``instance`` is ``task.build()`` (its data already
+    read); ``alone``: the only task (unsupported raises)."""
     from .models.base import UnsupportedCapability
     from .task_types import EvalContext
 
     cfg, log, opts = task.config, session.log, session.opts
-    instance = task.build()
     run_key = _run_key(cfg, ref, opts)
     path = result_path(opts.output, ref.name, cfg.name)
     old = _identical_result(path, run_key, instance, opts.limit) if opts.write and not opts.overwrite else None
@@ -490,9 +493,10 @@ def bind_name(folder: Path, identity: dict, overwrite: bool) -> tuple[str | None
     differ = [k for k in identity if held.get(k) != identity[k]]
     if not differ:
         return None, created
+    label = {"spec": "spec", "fingerprint": "weights (weights_sha256 fingerprint)", "predictions": "predictions file"}
     return (f"{folder}: holds the result of another model: the folder is bound to "
-            f"{', '.join(f'{k} {str(held.get(k))[:24]!r}' for k in differ)} (by {held.get('host')} at "
-            f"{held.get('time')}), this run has {', '.join(f'{k} {str(identity[k])[:24]!r}' for k in differ)}; "
+            f"{', '.join(f'{label[k]} {str(held.get(k))[:24]!r}' for k in differ)} (by {held.get('host')} at "
+            f"{held.get('time')}), this run has {', '.join(f'{label[k]} {str(identity[k])[:24]!r}' for k in differ)}; "
             f"pass --model-name NAME to keep both, or --overwrite to replace it"), False
 
 

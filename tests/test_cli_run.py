@@ -305,7 +305,9 @@ def test_results_of_another_model_are_not_replaced_under_the_same_name(runner, c
     clash = ["--pretrained", files[1], "--model-name", "open_clip-vit-tiny-8-64-runa-epoch_1"]
     _err(runner.invoke(cli, ["run", *map(str, base + clash)]), "holds the result of another model",
          "weights_sha256", "--model-name")
-    _err(runner.invoke(cli, ["run", *map(str, base), "--model", ORACLE, "--pretrained", str(small_world),
+    other = [str(a) for a in base]
+    other[other.index(TINY_OPEN_CLIP)] = ORACLE  # a second --model would add a model, not replace the first
+    _err(runner.invoke(cli, ["run", *other, "--pretrained", str(small_world),
                              "--model-name", "open_clip-vit-tiny-8-64-runa-epoch_1"]), "spec")
     assert run(runner, cli, *base, *clash, "--overwrite").exit_code == 0
     res, _ = read(tmp_path / "res", "open_clip-vit-tiny-8-64-runa-epoch_1")
