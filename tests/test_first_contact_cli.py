@@ -89,8 +89,8 @@ def test_open_clip_tag_is_fetched_from_its_real_repo_and_recorded(hub, tmp_path,
 def test_hf_hub_revisions_then_offline_hit_and_miss(hub, tmp_path, shapes_tasks, hf_clip_dir):
     """``open_clip:hf-hub:ORG/NAME[@REV]`` downloads on first use (at v1 the config names a Hugging Face
     tokenizer, whose files come from the repo at that commit, as for the Hub's SigLIP repos); with the server
-    gone, HF_HUB_OFFLINE=1 serves the cache and gives the same numbers; an offline miss is exit 2 naming
-    `hf download`."""
+    gone, --offline serves the cache and gives the same numbers; an offline miss (HF_HUB_OFFLINE=1) is exit 2
+    naming `hf download`."""
     old_files, _ = open_clip_repo(seed=0)
     config = json.loads(old_files["open_clip_config.json"])
     config["model_cfg"]["text_cfg"]["hf_tokenizer_name"] = "org/tiny-openclip"
@@ -113,9 +113,9 @@ def test_hf_hub_revisions_then_offline_hit_and_miss(hub, tmp_path, shapes_tasks,
     assert hub.requests_for(f"/resolve/{v1}/tokenizer_config.json")
     assert pinned["model"]["source"]["config_sha256"] == _sha(old_files["open_clip_config.json"])
 
-    hub.stop()
-    ok(sparc(hub, hf, "run", "--model", "open_clip:hf-hub:org/tiny-openclip", "--model-name", "offline", *common,
-             offline=True))
+    hub.stop()  # --offline (the flag; HF_HUB_OFFLINE unset) with the server gone: the cache serves
+    ok(sparc(hub, hf, "run", "--offline", "--model", "open_clip:hf-hub:org/tiny-openclip", "--model-name", "offline",
+             *common))
     offline = result(out, "offline", "shapes-zeroshot")
     assert offline["metrics"] == latest["metrics"] and offline["model"]["source"] == latest["model"]["source"]
     miss = sparc(hub, hf, "run", "--model", "open_clip:hf-hub:org/never-fetched", "--model-name", "never", *common,
@@ -190,10 +190,12 @@ def test_hub_errors_name_the_repo_and_the_offline_alternative(hub, tmp_path):
             "hf download clip-benchmark/wds_gated --repo-type dataset", "--offline")
     got = ok(sparc(hub, hf, "data", "download", "wds/gated", token="hf_secret")).stdout
     assert "clip-benchmark/wds_gated" in got and "2 files" in got
+    before = len(hub.requests)
+    assert "2 files" in ok(sparc(hub, hf, "data", "download", "wds/gated", "--offline")).stdout
+    assert len(hub.requests) == before  # --offline: not one request, the cache answers
     hub.stop()
     refused(sparc(hub, hf, "data", "download", "wds/elsewhere"), "clip-benchmark/wds_elsewhere", "could not reach",
             "--offline")
-    assert "2 files" in ok(sparc(hub, hf, "data", "download", "wds/gated", "--offline")).stdout
     refused(sparc(hub, hf, "data", "download", "wds/elsewhere", "--offline"), "offline mode is on",
             "hf download clip-benchmark/wds_elsewhere --repo-type dataset")
 
