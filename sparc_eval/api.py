@@ -318,7 +318,7 @@ class _Session:
         check_precision(opts.precision)
         cache_root = Path(opts.cache_dir) / "embeddings" if opts.cache_dir else None
         return cls(opts, info, resolve_device(device), log, progress, write, _git_revision(),
-                   cache=EmbeddingCache(cache_root))
+                   cache=EmbeddingCache(cache_root, warn=lambda m: log(f"warning: {m}")))
 
     def broadcast(self, value):
         """``value`` as rank 0 has it (every rank decides alike); ``value`` itself without a group."""
