@@ -192,6 +192,14 @@ def prune_plan(entries: Sequence[EntryInfo], now: float, older_than_days: float 
     return remove
 
 
+def _remove(path: Path) -> None:
+    """Best-effort unlink (a file another user owns in a shared cache stays; it fails its check again)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _default_warn(message: str) -> None:
     warnings.warn(message, CacheWarning, stacklevel=4)
 
@@ -239,7 +247,7 @@ class EmbeddingCache:
         why = meta_problem(meta) if isinstance(meta, dict) else f"unreadable ({type(meta).__name__})"
         if why is not None:
             self.warn(f"embedding cache {meta_file}: {why}; ignored, the entry is rebuilt from its verified chunks")
-            meta_file.unlink(missing_ok=True)
+            _remove(meta_file)
             return False
         paths = [self._chunk_path(key, a, b) for a, b in meta["chunks"]]
         if not all(p.is_file() for p in paths) or len(self.trusted(paths)) != len(paths):
@@ -301,10 +309,8 @@ class EmbeddingCache:
             listed = [tuple(c) for c in json.loads(meta_file.read_text()).get("chunks", [])]
         except (OSError, ValueError, AttributeError, TypeError):
             listed = []
-        if chunk_bounds(path) in listed:
-            meta_file.unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
-        sidecar_path(path).unlink(missing_ok=True)
+        for f in ([meta_file] if chunk_bounds(path) in listed else []) + [path, sidecar_path(path)]:
+            _remove(f)
 
     def entry_chunks(self, key: str) -> list[tuple[int, int, Path]]:
         """(start, stop, file) of the chunks that make up a complete entry, in sample order."""
@@ -319,12 +325,14 @@ class EmbeddingCache:
         path = self._chunk_path(key, start, start + n)
         data = save({k: v.contiguous().cpu() for k, v in tensors.items()})
         header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-        atomic_write_json(sidecar_path(path), {"format": FORMAT, "sha256": hashlib.sha256(data).hexdigest(),
-                                               "bytes": len(data), "tensors": _tensors_of(header)})
+        side = sidecar_path(path)
+        atomic_write_json(side, {"format": FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                                 "tensors": _tensors_of(header)})
+        mine = side.stat()
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
-        ident = _identity(path)
-        if ident is not None:
+        ident = _identity(path)  # trusted without hashing only while the sidecar is still the one written here
+        if ident is not None and ident[1] == (mine.st_ino, mine.st_size, mine.st_mtime_ns, mine.st_ctime_ns):
             _VERIFIED[str(path)] = ident
 
     def require(self, path: Path) -> None:
