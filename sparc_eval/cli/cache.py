@@ -22,6 +22,10 @@ def _folders(cache_dir: Path | None):
     return EmbeddingCache(root / "embeddings"), root / "file-hashes"
 
 
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
+
+
 def _memo_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
 
@@ -40,15 +44,17 @@ def cache_info(cache_dir) -> None:
     done = [e for e in entries if e.complete]
     total = sum(e.bytes for e in entries)
     click.echo(f"embedding cache {store.root}")
-    click.echo(f"  {len(done)} complete entries, {len(entries) - len(done)} incomplete; "
-               f"{sum(e.chunks for e in entries)} chunks; {total:,} bytes ({total / 1e9:.2f} GB)")
+    click.echo(f"  {len(done)} complete {'entry' if len(done) == 1 else 'entries'}, {len(entries) - len(done)} "
+               f"incomplete; {_n(sum(e.chunks for e in entries), 'chunk', 'chunks')}; {total:,} bytes "
+               f"({total / 1e9:.2f} GB)")
     kinds: dict[str, list] = {}
     for e in entries:
         kinds.setdefault(e.what or "(incomplete)", []).append(e)
     for kind, group in sorted(kinds.items()):
         size = sum(e.bytes for e in group)
-        click.echo(f"  {kind}: {len(group)} entries, {sum(e.chunks for e in group)} chunks, {size:,} bytes")
-    click.echo(f"file-hash memo {memo}: {len(_memo_files(memo))} entries")
+        click.echo(f"  {kind}: {_n(len(group), 'entry', 'entries')}, {_n(sum(e.chunks for e in group), 'chunk', 'chunks')}"
+                   f", {size:,} bytes")
+    click.echo(f"file-hash memo {memo}: {_n(len(_memo_files(memo)), 'entry', 'entries')}")
 
 
 @cache.command("verify")
@@ -81,8 +87,8 @@ def cache_verify(cache_dir, fix) -> None:
             else:
                 p.unlink(missing_ok=True)
             click.echo(f"  removed {p}")
-    click.echo(f"checked {sum(e.chunks for e in entries)} chunk(s) in {len(entries)} entries and {len(files)} memo "
-               f"entries: {len(bad)} bad" + (" (removed)" if fix and bad else ""))
+    click.echo(f"checked {_n(sum(e.chunks for e in entries), 'chunk', 'chunks')} in {_n(len(entries), 'entry', 'entries')}"
+               f" and {_n(len(files), 'memo entry', 'memo entries')}: {len(bad)} bad" + (" (removed)" if fix and bad else ""))
     if bad and not fix:
         sys.exit(1)
 
@@ -108,10 +114,13 @@ def cache_prune(cache_dir, older_than, max_size, dry_run) -> None:
         click.echo(f"{'would remove' if dry_run else 'removed'} {e.path} ({e.what or 'incomplete'}, {e.bytes:,} "
                    f"bytes, last used {used})")
         if not dry_run:
-            store.remove_entry(e.path)
+            try:
+                store.remove_entry(e.path)
+            except OSError as err:
+                raise UserError(f"{e.path}: cannot remove ({err.strerror}: {err.filename})") from None
     freed = sum(e.bytes for e in remove)
-    click.echo(f"{'would free' if dry_run else 'freed'} {freed:,} bytes; {len(entries) - len(remove)} entries "
-               f"({sum(e.bytes for e in entries) - freed:,} bytes) remain")
+    click.echo(f"{'would free' if dry_run else 'freed'} {freed:,} bytes; {_n(len(entries) - len(remove), 'entry', 'entries')}"
+               f" ({sum(e.bytes for e in entries) - freed:,} bytes) remain")
 
 
 COMMANDS = [cache]
