@@ -339,7 +339,7 @@ def test_aro_vg_items_are_clustered_by_image_through_the_task(runner, cli, small
     out = tmp_path / "out"
     r = runner.invoke(cli, ["run", "-q", "--task", "aro-vg-attribution", "--model", f"py:{ORACLES}:probe_oracle",
                             "--pretrained", str(small_world), "--model-name", "oracle", "-o", str(out),
-                            *_params(f"root={root}")])
+                            *_params(f"root={root}", "min_category_count=0")])
     assert r.exit_code == 0, r.output
     records = [json.loads(x) for x in (out / "oracle" / "aro-vg-attribution.samples.jsonl").read_text().splitlines()]
     assert [rec["cluster"] for rec in records] == [e["image_path"] for e in raw]

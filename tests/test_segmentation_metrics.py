@@ -13,7 +13,8 @@ from sparc_eval.metrics.segmentation import (
     zero_counts,
 )
 from sparc_eval.results.aggregate import ClusterSums
-from sparc_eval.task_types import zeroshot_segmentation as zs
+from sparc_eval.task_common import windows as zs
+from sparc_eval.task_types.zeroshot_segmentation import ZeroShotSegmentation
 
 
 def test_hand_computed_iou():
@@ -157,7 +158,7 @@ def test_sliding_windows_and_canvas_match_mmseg_slide_inference():
         windows = zs.sliding_windows(h, w, crop, stride)
         grids = torch.stack([torch.einsum("oc,chw->ohw", weight, torch.nn.functional.avg_pool2d(
             img[0, :, y1:y2, x1:x2], 4)) for y1, y2, x1, x2 in windows])
-        got = zs.ZeroShotSegmentation._slide_scores(grids, windows, (h, w), crop, (h, w), slice(None))
+        got = ZeroShotSegmentation._slide_scores(grids, windows, (h, w), crop, (h, w), slice(None))
         assert torch.allclose(got, expected, atol=1e-6)
 
 

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..metrics.compositional import (
     best_wrong_option,
     category_accuracy,
@@ -55,6 +56,11 @@ class CaptionSelection(TaskType):
         categories = [it.category for it in data.items]
         per_cat = category_accuracy(correct, categories)
         eligible = eligible_categories(per_cat, self.config.params["min_category_count"], data.excluded_categories)
+        if not eligible:
+            largest = max(per_cat.items(), key=lambda kv: kv[1][1])
+            raise ConfigError(f"task {self.config.name!r}: no category has min_category_count="
+                              f"{self.config.params['min_category_count']} items (the largest, {largest[0]!r}, has "
+                              f"{largest[1][1]}), so macro_acc is undefined; lower --param min_category_count")
         metrics = {"acc": 100 * float(correct.mean()), "macro_acc": 100 * macro_accuracy(per_cat, eligible)}
         metrics.update({f"acc.{c}": 100 * per_cat[c][0] for c in eligible})
         aggregations = {"acc": {"kind": "mean", "field": "correct", "scale": 100}}
