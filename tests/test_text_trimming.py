@@ -93,6 +93,16 @@ def test_open_clip_towers_trim_exactly_where_exact(arch_of, kind):
         assert (out - stock[:4]).abs().max() < 1e-6
 
 
+def test_trimmed_path_runs_under_autocast(arch_of):
+    """The code path CUDA takes with --precision bf16/fp16, here with CPU bfloat16 autocast."""
+    spec = f"open_clip:{arch_of['causal']}"
+    trimmed = load_model(spec, precision="bf16")
+    full = load_model(spec, precision="bf16", preprocessing={"trim_text": False})
+    exact = load_model(spec)
+    a, b, c = trimmed.encode_texts(TEXTS), full.encode_texts(TEXTS), exact.encode_texts(TEXTS)
+    assert a.dtype == torch.float32 and (a * b).sum(-1).min() > 0.999 and (a * c).sum(-1).min() > 0.999
+
+
 def test_trimming_a_tower_that_attends_to_its_padding_would_change_it(arch_of):
     """Why the bidirectional towers keep their padding: a forced cut changes their embeddings."""
     model = load_model(f"open_clip:{arch_of['bidirectional-argmax']}")
@@ -215,18 +225,21 @@ def test_trim_text_override_is_recorded_and_changes_no_metric(small_world, tmp_p
 
 
 def test_workers_and_threads_stay_within_the_cores(small_world):
+    """On CPU images are decoded by threads between forward passes: no worker processes, and the forward
+    runs on one torch thread per core; both are overridable, and torch's setting is restored."""
     from sparc_eval.data.base import get_reader
 
     images = get_reader("karpathy").load({"root": str(small_world), "annotations": "dataset_shapes.json",
                                           "split": "test", "image_dir": ""}).images
     model = load_model(TINY_OPEN_CLIP)
-    engine = Engine(model, cache=None, batch_size=8, progress=False)
-    cores = available_cores()
-    workers = engine._workers(len(images))
-    assert workers + engine._threads(workers) <= max(cores, 2 if workers else 1)
-    assert engine._threads(0) == cores
-    before = torch.get_num_threads()
+    reference = Engine(model, cache=None, batch_size=8, progress=False, num_workers=0, threads=1).image_embeddings(images)
     inside = []
     model._encode_images = (lambda f: lambda x: inside.append(torch.get_num_threads()) or f(x))(model._encode_images)
-    Engine(model, cache=None, batch_size=8, progress=False, num_workers=0, threads=1).image_embeddings(images)
-    assert set(inside) == {1} and torch.get_num_threads() == before  # overridable, and restored afterwards
+    before = torch.get_num_threads()
+    engine = Engine(model, cache=None, batch_size=8, progress=False)
+    assert engine._workers(len(images)) == 0 and engine._threads(0) == available_cores()
+    assert torch.equal(engine.image_embeddings(images), reference)  # threaded decoding changes no pixel
+    assert set(inside) == {available_cores()} and torch.get_num_threads() == before
+    inside.clear()
+    Engine(model, cache=None, batch_size=8, progress=False, num_workers=1, threads=1).image_embeddings(images)
+    assert set(inside) == {1} and torch.get_num_threads() == before

@@ -13,10 +13,13 @@ tokenize its captions again. Image decoding errors name the file and stop the ru
 loses at most one chunk of work.
 
 CPU budget: DataLoader workers plus torch's intra-op threads never exceed the cores this process may
-use. On CPU, image decoding stays in the main process up to 7 cores (decoding a photo costs a few
-percent of a ViT forward, so a worker would take a core the forward needs) and gets one worker per 8
-cores above that; the forward gets the remaining cores, and text encoding (no workers) all of them.
-``num_workers`` and ``threads`` override this; on CUDA the threads are left alone.
+use. On CPU the forward pass is the work, and decoding a 640x480 JPEG costs about a third of a ViT-B/32
+forward in core time: a worker process beside a forward on every core would oversubscribe them, and
+one on a core of its own leaves the forward short of it. So on CPU each batch is decoded by a pool of
+threads in this process (one per core; PIL and torch release the GIL) and then encoded with one torch
+thread per core: both phases use every core in turn and never compete. On CUDA, ``min(8, cores - 1)``
+DataLoader workers overlap decoding with the GPU and torch's threads are left alone. ``num_workers``
+and ``threads`` override this (with workers, the forward gets the cores they leave).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +103,14 @@ def _collate(items):
     return torch.tensor([i for i, _, _ in items]), torch.stack([x for _, x, _ in items]), None
 
 
+def _threaded_batches(ds: _ImageDataset, batches: list[list[int]], threads: int) -> Iterator:
+    """Batches decoded by ``threads`` threads of this process (PIL and torch release the GIL), each batch
+    before its forward pass, so decoding and the forward take every core in turn instead of competing."""
+    with ThreadPoolExecutor(threads) as pool:
+        for b in batches:
+            yield _collate(list(pool.map(ds.__getitem__, b)))
+
+
 @dataclass
 class EngineStats:
     """Counts of this engine's work; ``texts_*`` count distinct texts (``texts_duplicate``: the repeats
@@ -157,10 +169,9 @@ class Engine:
             return self.num_workers
         if n <= self.batch_size:
             return 0
-        cores = available_cores()
         if self.model.device.type == "cuda":
-            return min(8, max(1, cores - 1))
-        return cores // 8
+            return min(8, max(1, available_cores() - 1))
+        return 0
 
     def _threads(self, workers: int) -> int | None:
         """Intra-op threads for a phase with ``workers`` DataLoader workers (None: leave torch's setting)."""
@@ -196,9 +207,13 @@ class Engine:
     def _image_loader(self, images: ImageSet, batches: list[list[int]], transform: Callable | None = None):
         ds = _ImageDataset(images, transform or self.model.image_transform)
         workers = self._workers(sum(map(len, batches)))
-        loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
-                            pin_memory=self.model.device.type == "cuda")
-        with torch_threads(self._threads(workers)):
+        threads = self._threads(workers)
+        if workers == 0 and (threads or 1) > 1:
+            loader = _threaded_batches(ds, batches, threads)
+        else:
+            loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
+                                pin_memory=self.model.device.type == "cuda")
+        with torch_threads(threads):
             for index, batch, errors in loader:
                 if errors:
                     raise DataError(errors[0] + (f" (and {len(errors) - 1} more in the same batch)"
