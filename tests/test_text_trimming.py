@@ -124,6 +124,32 @@ def test_open_clip_token_outputs_trimmed_and_padded_back(arch_of, kind):
     assert not tokens[~mask].any() and not ref[~mask].any()  # padding positions are zero in both paths
 
 
+def test_wrapped_open_clip_module_trims_exactly_unless_it_overrides_encode_text():
+    """The in-training path (``api.evaluate`` of an ``nn.Module``): a stock open_clip model trims exactly;
+    a subclass with its own ``encode_text`` is run as it is."""
+    from sparc_eval.models.open_clip_adapter import open_clip_module
+    from sparc_eval.models.python_adapter import wrap_module
+
+    open_clip = open_clip_module()
+    torch.manual_seed(0)
+    module, tok = open_clip.create_model("ViT-Tiny-8-64"), open_clip.get_tokenizer("ViT-Tiny-8-64")
+    identity = ModelIdentity("module:test", None, "test", "0")
+    adapter = wrap_module(module, lambda img: img, tok, identity=identity, device=torch.device("cpu"), precision="fp32")
+    assert adapter.preprocessing["trim_text"] is True
+    with torch.no_grad():
+        stock = torch.nn.functional.normalize(module.encode_text(tok(TEXTS)), dim=-1)
+    assert (adapter.encode_texts(TEXTS) - stock).abs().max() < 1e-5
+
+    class Custom(type(module)):
+        def encode_text(self, text, normalize=False):
+            return super().encode_text(text, normalize) * 2
+
+    module.__class__ = Custom
+    custom = wrap_module(module, lambda img: img, tok, identity=identity, device=torch.device("cpu"), precision="fp32")
+    assert custom.trim is None and "trim_text" not in custom.preprocessing
+    assert (custom.encode_texts(TEXTS) - stock).abs().max() < 1e-6
+
+
 def test_coca_token_outputs_are_unsupported_not_wrong(arch_of):
     model = load_model(f"open_clip:{arch_of['coca']}")
     assert not model.supports("text_tokens")
