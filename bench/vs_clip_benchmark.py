@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(CHECKOUT))  # this checkout's sparc_eval, here and in the processes it starts
 ARCH = "ViT-B-32"
 BATCH = 64
 CB_WORKERS = 2

@@ -245,7 +245,7 @@ class Engine:
     def _cached(self, what: str, key: str, n: int, produce: Callable, desc: str, keep: bool = True,
                 texts: list[str] | None = None) -> torch.Tensor | None:
         """Embeddings [n, D] for ``key``, computing only chunks not on disk (counted in ``stats``, timed in
-        ``stats.<what>s_s``). With ``keep=False`` (streaming) nothing is held in memory and None is
+        ``stats.images_s``/``texts_s``). With ``keep=False`` (streaming) nothing is held in memory and None is
         returned. ``texts`` (text entries, distinct): each chunk is encoded in length-sorted batches, and
         which texts the model truncates is kept in the entry."""
         started = time.perf_counter()
@@ -270,15 +270,14 @@ class Engine:
         chunk = self.batch_size * self.batches_per_chunk
         ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
         todo = [r for r in ranges if r not in done]
-        lengths = None
-        if texts is not None:
+        counts = None
+        if texts is not None:  # one tokenization gives the length order and the truncation flags
             counts = self.model.text_token_counts(texts)
-            lengths = counts
             context = self.model.preprocessing.get("context_length")
             flags = ([c > int(context) for c in counts] if counts is not None and context
                      else self.model.truncated(texts))
             self._truncated[key] = [i for i, f in enumerate(flags) if f]
-        batches = [b for lo, hi in todo for b in self._batches(length_sorted(range(lo, hi), lengths))]
+        batches = [b for lo, hi in todo for b in self._batches(length_sorted(range(lo, hi), counts))]
         parts: dict[int, torch.Tensor] = {}
         if keep:
             for r in ranges:

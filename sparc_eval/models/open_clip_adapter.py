@@ -10,7 +10,12 @@ for ViTs without attention pooling (``supports`` says False for ConvNets and att
 so a suite records such tasks as unsupported): patch embeddings are the final tokens after ``ln_post`` projected with the
 visual projection (``dense=direct``), or MaskCLIP's value path (``dense=maskclip``, see
 ``encode_image_patches``); token embeddings are the text tower's final tokens after ``ln_final``
-projected with the text projection, masked to the non-padding positions (the tower's ``pad_id``).
+projected with the text projection, masked to the non-padding positions (the tower's ``pad_id``) and
+zero at padding (CoCa-style towers, whose tokens depend on the [CLS] appended after them, have none).
+
+Texts run at their batch's longest length where that is exact (causal towers pooled at the end token,
+see ``text_batching``); other towers keep their trained padding. ``preprocessing["trim_text"]: false``
+turns it off; the decision and its reason are recorded in the preprocessing.
 """
 from __future__ import annotations
 
