@@ -94,15 +94,16 @@ def test_edited_meta_is_rebuilt_from_verified_chunks(small_world, tmp_path, clea
     cache = _copy(clean, tmp_path)
     meta_file = _entry(cache, "text") / "meta.json"
     meta = json.loads(meta_file.read_text())
-    meta["truncated"] += 3  # a careless edit: the check no longer matches
+    original = list(meta["truncated_rows"])
+    meta["truncated_rows"] = original + [10**6]  # a careless edit: the check no longer matches
     meta_file.write_text(json.dumps(meta))
     logs: list[str] = []
     again = _run(small_world, cache, logs)
     assert any(str(meta_file) in m and "check" in m for m in logs), logs
     engine = again["provenance"]["engine"]
     assert engine["texts_encoded"] == 0 and engine["images_encoded"] == 0  # the chunks themselves were sound
-    assert again["metrics"] == clean[0]["metrics"] and again["details"]["captions_truncated"] == meta["truncated"] - 3
-    assert json.loads(meta_file.read_text())["truncated"] == meta["truncated"] - 3
+    assert again["metrics"] == clean[0]["metrics"] and again["details"]["captions_truncated"] == len(original)
+    assert json.loads(meta_file.read_text())["truncated_rows"] == original
 
 
 def test_entries_of_earlier_versions_are_recomputed(small_world, tmp_path, clean):

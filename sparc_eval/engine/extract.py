@@ -4,15 +4,30 @@ Samples are encoded in their dataset order in fixed batches of ``batch_size``; c
 whole number of batches, so a resumed, cached or data-parallel run encodes exactly the same batches
 as a fresh single-process one. Under ``torchrun`` rank r encodes batches r, r+n, ... and every rank
 receives all outputs in order (``engine.distributed``); one rank per filesystem writes the cache.
-A text entry also records how many texts the model truncates, so a cached run does not tokenize its
-captions again. Image decoding
-errors name the file and stop the run with a ``DataError`` (never a worker traceback). Every
-finished chunk is on disk before the next starts, so a killed run loses at most one chunk of work.
+Texts are de-duplicated first (an entry holds each distinct text once, in first-occurrence order)
+and, within each chunk, encoded in batches of similar token length, longest first, so adapters that cut
+a batch to its longest text (``models.text_batching``) run short batches; rows are scattered back into
+entry order. A text entry also records which texts the model truncates, so a cached run does not
+tokenize its captions again. Image decoding errors name the file and stop the run with a ``DataError``
+(never a worker traceback). Every finished chunk is on disk before the next starts, so a killed run
+loses at most one chunk of work.
+
+CPU budget: DataLoader workers plus torch's intra-op threads never exceed the cores this process may
+use. On CPU the forward pass is the work, and decoding a 640x480 JPEG costs about a third of a ViT-B/32
+forward in core time: a worker process beside a forward on every core would oversubscribe them, and
+one on a core of its own leaves the forward short of it. So on CPU each batch is decoded by a pool of
+threads in this process (one per core; PIL and torch release the GIL) and then encoded with one torch
+thread per core: both phases use every core in turn and never compete. On CUDA, ``min(8, cores - 1)``
+DataLoader workers overlap decoding with the GPU and torch's threads are left alone. ``num_workers``
+and ``threads`` override this (with workers, the forward gets the cores they leave).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +42,34 @@ from ..data.tar_index import TarMember
 from ..errors import DataError
 from ..fileio import sha256_json
 from ..models.base import ModelAdapter, PatchEmbeddings
+from ..models.text_batching import dedupe, length_sorted
 from .cache import EmbeddingCache
-from .sources import CachedSource, RowSource, TensorRows
+from .sources import CachedSource, GatheredRows, RowSource, TensorRows
 
 _IMAGE_ONLY_KEYS = ("resolution", "interpolation", "crop", "mean", "std", "image_pipeline", "dense", "resized")
+_TEXT_ONLY_KEYS = ("trim_text", "text_padding", "text_padding_reason")
 CACHE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` inside the block (unchanged for None), then restored."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 class _ImageDataset(Dataset):
@@ -68,13 +106,27 @@ def _collate(items):
     return torch.tensor([i for i, _, _ in items]), torch.stack([x for _, x, _ in items]), None
 
 
+def _threaded_batches(ds: _ImageDataset, batches: list[list[int]], threads: int) -> Iterator:
+    """Batches decoded by ``threads`` threads of this process (PIL and torch release the GIL), each batch
+    before its forward pass, so decoding and the forward take every core in turn instead of competing."""
+    with ThreadPoolExecutor(threads) as pool:
+        for b in batches:
+            yield _collate(list(pool.map(ds.__getitem__, b)))
+
+
 @dataclass
 class EngineStats:
+    """Counts of this engine's work; ``texts_*`` count distinct texts (``texts_duplicate``: the repeats
+    served from them), ``*_s`` the wall time spent extracting (encoding or reading the cache)."""
+
     images_encoded: int = 0
     images_cached: int = 0
     texts_encoded: int = 0
     texts_cached: int = 0
+    texts_duplicate: int = 0
     forward_batches: int = 0
+    images_s: float = 0.0
+    texts_s: float = 0.0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -84,12 +136,14 @@ class EngineStats:
 class Engine:
     """Serves embeddings of one model to tasks. ``cache=None`` disables the disk cache;
     ``cache_dtype="fp16"`` stores embeddings in half precision (they are returned as float32);
-    ``dist=None`` ignores any process group (single-process extraction)."""
+    ``dist=None`` ignores any process group (single-process extraction). ``num_workers`` and
+    ``threads`` (torch intra-op threads while extracting) default to the module's CPU budget."""
 
     model: ModelAdapter
     cache: EmbeddingCache | None = None
     batch_size: int = 64
     num_workers: int | None = None
+    threads: int | None = None
     progress: bool = True
     batches_per_chunk: int = 32
     cache_dtype: str = "fp32"
@@ -97,27 +151,38 @@ class Engine:
     stats: EngineStats = field(default_factory=EngineStats)
 
     def __post_init__(self) -> None:
-        self._truncated: dict[str, int] = {}
+        self._truncated: dict[str, list[int]] = {}
         self._writes_cache = self.cache is not None and distributed.first_on_filesystem(self.cache.root, self.dist)
 
     # -- keys ---------------------------------------------------------------------------------------
     def _key(self, what: str, fingerprint: str, ids: Sequence[str]) -> str:
         pre = dict(self.model.preprocessing)
-        if what.startswith("text"):
-            pre = {k: v for k, v in pre.items() if k not in _IMAGE_ONLY_KEYS}
+        drop = _IMAGE_ONLY_KEYS if what.startswith("text") else _TEXT_ONLY_KEYS
+        pre = {k: v for k, v in pre.items() if k not in drop}
         return sha256_json({"model": self.model.identity.weights_sha256, "spec": self.model.identity.spec,
                             "preprocessing": pre, "precision": self.model.precision, "what": what,
                             "dataset": fingerprint, "ids": sha256_json(list(ids)), "stored": self.cache_dtype})
 
-    def _text_key(self, texts: list[str]) -> str:
-        return self._key("text", sha256_json(texts), [])
+    def _text_key(self, texts: Sequence[str]) -> str:
+        """Key of the entry holding ``texts``: their distinct texts in first-occurrence order."""
+        return self._key("text", sha256_json(dedupe(texts)[0]), [])
 
     def _workers(self, n: int) -> int:
         if self.num_workers is not None:
             return self.num_workers
         if n <= self.batch_size:
             return 0
-        return min(4, os.cpu_count() or 1)
+        if self.model.device.type == "cuda":
+            return min(8, max(1, available_cores() - 1))
+        return 0
+
+    def _threads(self, workers: int) -> int | None:
+        """Intra-op threads for a phase with ``workers`` DataLoader workers (None: leave torch's setting)."""
+        if self.threads is not None:
+            return self.threads
+        if self.model.device.type == "cuda":
+            return None
+        return max(1, available_cores() - workers)
 
     def _batches(self, indices: Sequence[int]) -> list[list[int]]:
         idx = list(indices)
@@ -144,13 +209,19 @@ class Engine:
 
     def _image_loader(self, images: ImageSet, batches: list[list[int]], transform: Callable | None = None):
         ds = _ImageDataset(images, transform or self.model.image_transform)
-        loader = DataLoader(ds, batch_sampler=batches, num_workers=self._workers(sum(map(len, batches))),
-                            collate_fn=_collate, pin_memory=self.model.device.type == "cuda")
-        for index, batch, errors in loader:
-            if errors:
-                raise DataError(errors[0] + (f" (and {len(errors) - 1} more in the same batch)" if len(errors) > 1
-                                             else ""))
-            yield index, batch
+        workers = self._workers(sum(map(len, batches)))
+        threads = self._threads(workers)
+        if workers == 0 and (threads or 1) > 1:
+            loader = _threaded_batches(ds, batches, threads)
+        else:
+            loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
+                                pin_memory=self.model.device.type == "cuda")
+        with torch_threads(threads):
+            for index, batch, errors in loader:
+                if errors:
+                    raise DataError(errors[0] + (f" (and {len(errors) - 1} more in the same batch)"
+                                                 if len(errors) > 1 else ""))
+                yield index, batch
 
     # -- generic chunked, cached extraction ------------------------------------------------------
     def _cache_state(self, key: str, ranges: list[tuple[int, int]]) -> tuple[bool, dict[tuple[int, int], Path]]:
@@ -180,20 +251,40 @@ class Engine:
 
     def _cached(self, what: str, key: str, n: int, produce: Callable, desc: str, keep: bool = True,
                 texts: list[str] | None = None) -> torch.Tensor | None:
-        """Embeddings [n, D] for ``key``, computing only chunks not on disk (counted in ``stats``).
-        With ``keep=False`` (streaming) nothing is held in memory and None is returned. ``texts``
-        (text entries): their truncation count is computed when encoding and kept in the entry."""
+        """Embeddings [n, D] for ``key``, computing only chunks not on disk (counted in ``stats``, timed in
+        ``stats.images_s``/``texts_s``). With ``keep=False`` (streaming) nothing is held in memory and None is
+        returned. ``texts`` (text entries, distinct): each chunk is encoded in length-sorted batches, and
+        which texts the model truncates is kept in the entry."""
+        started = time.perf_counter()
+        try:
+            return self._extract(what, key, n, produce, desc, keep, texts)
+        finally:
+            elapsed = time.perf_counter() - started
+            if what == "text":
+                self.stats.texts_s += elapsed
+            else:
+                self.stats.images_s += elapsed
+
+    def _extract(self, what: str, key: str, n: int, produce: Callable, desc: str, keep: bool,
+                 texts: list[str] | None) -> torch.Tensor | None:
         chunk = self.batch_size * self.batches_per_chunk
         ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
         complete, done = self._cache_state(key, ranges)
         if complete:
             self._count(what, n, 0)
             meta = self.cache.meta(key) or {}
-            if texts is not None and meta.get("truncated") is not None:
-                self._truncated[key] = int(meta["truncated"])
+            if texts is not None and isinstance(meta.get("truncated_rows"), list):
+                self._truncated[key] = [int(i) for i in meta["truncated_rows"]]
             return self.cache.load(key)["emb"].float() if keep else None
         todo = [r for r in ranges if r not in done]
-        batches = [b for lo, hi in todo for b in self._batches(range(lo, hi))]
+        counts = None
+        if texts is not None:  # one tokenization gives the length order and the truncation flags
+            counts = self.model.text_token_counts(texts)
+            context = self.model.preprocessing.get("context_length")
+            flags = ([c > int(context) for c in counts] if counts is not None and context
+                     else self.model.truncated(texts))
+            self._truncated[key] = [i for i, f in enumerate(flags) if f]
+        batches = [b for lo, hi in todo for b in self._batches(length_sorted(range(lo, hi), counts))]
         parts: dict[int, torch.Tensor] = {}
         if keep:
             for r in ranges:
@@ -202,25 +293,27 @@ class Engine:
         dtype = CACHE_DTYPES[self.cache_dtype]
         bounds = iter(todo)
         current = next(bounds, None)
-        buf: list[torch.Tensor] = []
+        block: torch.Tensor | None = None
         filled = 0
         with tqdm(total=sum(b - a for a, b in todo), desc=desc, disable=not (self.progress and todo and self.main),
-                  unit="it", leave=False) as bar:
-            for _, emb in self._map(batches, produce):
-                buf.append(emb)
+                  unit="it", leave=False) as bar, torch_threads(self._threads(0) if what == "text" else None):
+            for pos, emb in self._map(batches, produce):
+                if block is None:
+                    block = emb.new_empty((current[1] - current[0], *emb.shape[1:]))
+                block[torch.as_tensor(batches[pos]) - current[0]] = emb  # rows back in entry order
                 filled += emb.shape[0]
                 bar.update(emb.shape[0])
-                if current is not None and filled == current[1] - current[0]:
-                    block = torch.cat(buf).to(dtype)
+                if filled == current[1] - current[0]:
+                    block = block.to(dtype)
                     if keep:
                         parts[current[0]] = block.float()
                     if self._writes_cache:
                         self.cache.write_chunk(key, current[0], {"emb": block})
-                    buf, filled = [], 0
+                    block, filled = None, 0
                     current = next(bounds, None)
         meta: dict = {"what": what}
         if texts is not None:
-            self._truncated[key] = meta["truncated"] = int(sum(self.model.truncated(texts)))
+            meta["truncated_rows"] = self._truncated[key]
         if self._writes_cache:
             self.cache.finish(key, n, ranges, meta)
         distributed.barrier(self.dist)
@@ -284,26 +377,36 @@ class Engine:
                 yield self.model.encode_texts([texts[i] for i in b]).cpu()
         return produce
 
+    def _distinct(self, texts: Sequence[str]) -> tuple[list[str], list[int] | None]:
+        """(distinct texts, index of each text among them; None when all are distinct)."""
+        unique, inverse = dedupe(texts)
+        self.stats.texts_duplicate += len(inverse) - len(unique)
+        return unique, (inverse if len(unique) < len(inverse) else None)
+
     def text_embeddings(self, texts: Sequence[str], desc: str = "texts") -> torch.Tensor:
-        """l2-normalised text embeddings [M, D] (float32) in the given order, cached by the texts' content."""
-        texts = list(texts)
-        return self._cached("text", self._text_key(texts), len(texts), self._encode_text_batches(texts), desc,
-                            texts=texts)
+        """l2-normalised text embeddings [M, D] (float32) in the given order, cached by the texts' content;
+        each distinct text is encoded once."""
+        unique, inverse = self._distinct(texts)
+        emb = self._cached("text", self._text_key(unique), len(unique), self._encode_text_batches(unique), desc,
+                           texts=unique)
+        return emb if inverse is None else emb[torch.as_tensor(inverse, dtype=torch.long)]
 
     def text_source(self, texts: Sequence[str], desc: str = "texts") -> RowSource:
         """Like ``text_embeddings`` but read back block by block from the cache (memory-bounded)."""
         if self.cache is None:
             return TensorRows(self.text_embeddings(texts, desc))
-        texts = list(texts)
-        key = self._text_key(texts)
-        self._cached("text", key, len(texts), self._encode_text_batches(texts), desc, keep=False, texts=texts)
-        return CachedSource(self.cache, key)
+        unique, inverse = self._distinct(texts)
+        key = self._text_key(unique)
+        self._cached("text", key, len(unique), self._encode_text_batches(unique), desc, keep=False, texts=unique)
+        source = CachedSource(self.cache, key)
+        return source if inverse is None else GatheredRows(source, inverse)
 
     def count_truncated(self, texts: Sequence[str]) -> int:
-        """How many texts exceed the model's text context (and are cut when encoded). Free after
-        ``text_embeddings`` of the same texts (counted when they were encoded, kept in the cache)."""
+        """How many texts exceed the model's text context (and are cut when encoded), repeats included.
+        Free after ``text_embeddings`` of the same texts (counted when they were encoded, kept in the cache)."""
         texts = list(texts)
         key = self._text_key(texts)
-        if key not in self._truncated:
-            self._truncated[key] = int(sum(self.model.truncated(texts)))
-        return self._truncated[key]
+        if key in self._truncated:
+            cut = set(self._truncated[key])
+            return sum(1 for j in dedupe(texts)[1] if j in cut)
+        return int(sum(self.model.truncated(texts)))

@@ -7,6 +7,7 @@ stored precision (fp16 on disk halves the cache).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 
 import torch
 from safetensors import safe_open
@@ -14,7 +15,7 @@ from safetensors import safe_open
 from ..metrics.rows import RowSource, TensorRows
 from .cache import EmbeddingCache
 
-__all__ = ["CachedSource", "RowSource", "TensorRows"]
+__all__ = ["CachedSource", "GatheredRows", "RowSource", "TensorRows"]
 
 
 class CachedSource:
@@ -42,3 +43,24 @@ class CachedSource:
                 start = hi
             i += 1
         return torch.cat(parts) if parts else torch.zeros(0)
+
+
+class GatheredRows:
+    """Rows ``index[i]`` of another source, in the order of ``index`` (a text entry holds each distinct
+    text once; this serves every text, repeats included). Each read fetches one contiguous span per run
+    of consecutive indices, so memory stays bounded by the block read."""
+
+    def __init__(self, source, index: Sequence[int]):
+        self.source = source
+        self.index = torch.as_tensor(index, dtype=torch.long)
+        self.n = len(self.index)
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        want = self.index[start:stop]
+        if not len(want):
+            return torch.zeros(0)
+        needed, where = torch.unique(want, return_inverse=True)
+        breaks = (torch.nonzero(needed[1:] != needed[:-1] + 1).flatten() + 1).tolist()
+        spans = zip([0, *breaks], [*breaks, len(needed)])
+        rows = torch.cat([self.source.read(int(needed[a]), int(needed[b - 1]) + 1) for a, b in spans])
+        return rows[where]

@@ -90,9 +90,19 @@ class ModelAdapter:
     def _encode_text_tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         raise UnsupportedCapability(f"model {self.identity.name!r} has no per-token text embeddings")
 
+    def text_token_counts(self, texts: Sequence[str]) -> list[int] | None:
+        """Tokens of each text before truncation, special tokens included (None: not known). The engine
+        orders texts by it, so that batches cut to their longest text stay short."""
+        return None
+
     def truncated(self, texts: Sequence[str]) -> list[bool]:
-        """Whether each text is longer than the text encoder's context (and so cut)."""
-        return [False] * len(texts)
+        """Whether each text is longer than the text encoder's context (and so cut): its token count
+        above ``preprocessing["context_length"]`` (all False when either is unknown)."""
+        counts = self.text_token_counts(texts)
+        context = self.preprocessing.get("context_length")
+        if counts is None or not context:
+            return [False] * len(texts)
+        return [c > int(context) for c in counts]
 
     # -- public ----------------------------------------------------------------------------------
     def supports(self, capability: str) -> bool:

@@ -28,6 +28,7 @@ from .. import hub
 from ..checkpoint_io import folder_weights_sha256
 from ..errors import ConfigError, ModelLoadError
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
+from .text_batching import TrimDecision, pad_tokens, record, requested
 from .transforms import apply_overrides, build_image_transform
 
 SUPPORTED = ("clip", "siglip")
@@ -58,6 +59,9 @@ class HFAdapter(ModelAdapter):
         super().__init__(**kw)
         self.model, self.tokenizer, self.model_type = model, tokenizer, model_type
         self.context_length, self.dense, self.interpolate = context_length, dense, interpolate
+        self.preprocessing = dict(self.preprocessing)  # the decision is recorded in our own copy
+        self.trim = hf_decision(model_type, requested(self.preprocessing))
+        record(self.preprocessing, self.trim)
 
     def supports(self, capability: str) -> bool:
         if capability == "image_patches" and self.model_type == "siglip" and self.dense == "maskclip":
@@ -65,12 +69,12 @@ class HFAdapter(ModelAdapter):
         return super().supports(capability)
 
     def _tokenize(self, texts):
-        padding = "max_length" if self.model_type == "siglip" else True
+        padding = "longest" if self.trim.trim else "max_length"
         enc = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=self.context_length,
                              return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
-    def truncated(self, texts):
+    def text_token_counts(self, texts):
         import transformers
 
         verbosity = transformers.logging.get_verbosity()
@@ -79,7 +83,7 @@ class HFAdapter(ModelAdapter):
             ids = self.tokenizer(list(texts), truncation=False)["input_ids"]
         finally:
             transformers.logging.set_verbosity(verbosity)
-        return [len(i) > self.context_length for i in ids]
+        return [len(i) for i in ids]
 
     def _encode_images(self, images):
         return _features(self.model.get_image_features(pixel_values=images,
@@ -129,7 +133,17 @@ class HFAdapter(ModelAdapter):
             tokens = self.model.text_model.head(hidden)
             pad = self.tokenizer.pad_token_id
             mask = ids != pad if pad is not None else torch.ones_like(ids, dtype=torch.bool)
-        return tokens, mask
+        return pad_tokens(tokens, mask, self.context_length)
+
+
+def hf_decision(model_type: str, enabled: bool) -> TrimDecision:
+    """CLIP's text model is causal with an attention mask and pools at the end token, so padding to the
+    batch's longest text is exact; SigLIP's attends to its padding (no mask) and pools the last position."""
+    if model_type == "siglip":
+        return TrimDecision(False, "SigLIP text model: no attention mask, pooled at the last position")
+    if not enabled:
+        return TrimDecision(False, "turned off (trim_text: false)")
+    return TrimDecision(True, "exact: causal attention with the padding masked, end-token pooling")
 
 
 def _layer_out(out):

@@ -15,7 +15,12 @@ for ViTs without attention pooling (``supports`` says False for ConvNets and att
 so a suite records such tasks as unsupported): patch embeddings are the final tokens after ``ln_post`` projected with the
 visual projection (``dense=direct``), or MaskCLIP's value path (``dense=maskclip``, see
 ``encode_image_patches``); token embeddings are the text tower's final tokens after ``ln_final``
-projected with the text projection, masked to the non-padding positions (the tower's ``pad_id``).
+projected with the text projection, masked to the non-padding positions (the tower's ``pad_id``) and
+zero at padding (CoCa-style towers, whose tokens depend on the [CLS] appended after them, have none).
+
+Texts run at their batch's longest length where that is exact (causal towers pooled at the end token,
+see ``text_batching``); other towers keep their trained padding. ``preprocessing["trim_text"]: false``
+turns it off; the decision and its reason are recorded in the preprocessing.
 """
 from __future__ import annotations
 
@@ -32,24 +37,40 @@ from ..errors import ConfigError, ModelLoadError, UnknownNameError
 from ..fileio import sha256_file, sha256_json
 from ..open_clip_configs import open_clip_module
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
+from .text_batching import (
+    TextTower,
+    cut_length,
+    encode_cut,
+    open_clip_text_tower,
+    pad_tokens,
+    project,
+    tower_decisions,
+    tower_tokens,
+)
 from .transforms import apply_overrides, build_image_transform
 
 
-def tokenizer_truncated(tokenizer, texts: Sequence[str]) -> list[bool]:
-    """Whether each text is cut by an open_clip tokenizer (its tokens plus start/end exceed the context)."""
-    ctx = getattr(tokenizer, "context_length", None)
+def tokenizer_counts(tokenizer, texts: Sequence[str]) -> list[int] | None:
+    """Tokens of each text under an open_clip BPE tokenizer, start and end tokens included, before
+    truncation (None for tokenizers without ``encode``, e.g. Hugging Face ones)."""
     enc = getattr(tokenizer, "encode", None)
-    if ctx is None or enc is None:
-        return [False] * len(texts)
-    return [len(enc(t)) + 2 > ctx for t in texts]
+    if enc is None:
+        return None
+    return [len(enc(t)) + 2 for t in texts]
 
 
 class OpenClipAdapter(ModelAdapter):
+    """Texts run at the batch's longest length where that is exact (``text_batching``); the decision,
+    from the text tower's structure, is recorded as ``preprocessing["trim_text"]`` with its reason."""
+
     def __init__(self, model, tokenizer, dense: str = "direct", **kw):
         super().__init__(**kw)
         self.model = model
         self.tokenizer = tokenizer
         self.dense = dense
+        self.preprocessing = dict(self.preprocessing)  # decisions are recorded in our own copy
+        self.text_tower = open_clip_text_tower(model)
+        self.trim, self.trim_tokens = tower_decisions(self.preprocessing, self.text_tower, "token")
 
     def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts)).to(self.device)
@@ -58,28 +79,31 @@ class OpenClipAdapter(ModelAdapter):
         return self.model.encode_image(images)
 
     def _encode_texts(self, texts):
-        return self.model.encode_text(self._tokens(texts))
+        ids = self._tokens(texts)
+        if self.trim.trim:
+            return encode_cut(self.text_tower, ids)
+        return self.model.encode_text(ids)
 
-    def truncated(self, texts):
-        return tokenizer_truncated(self.tokenizer, texts)
+    def text_token_counts(self, texts):
+        return tokenizer_counts(self.tokenizer, texts)
 
     def _plain_vit(self) -> bool:
         visual = self.model.visual
         return (hasattr(visual, "conv1") and hasattr(visual, "transformer")
                 and getattr(visual, "attn_pool", None) is None)
 
-    def _text_tower(self):
-        """The open_clip text transformer whose tokens we read (None for Hugging Face text towers)."""
-        tower = getattr(self.model, "text", self.model)
-        transformer = getattr(tower, "transformer", None)
-        return tower if hasattr(transformer, "get_cast_dtype") and hasattr(tower, "token_embedding") else None
+    def _token_tower(self) -> TextTower | None:
+        """The open_clip text transformer whose tokens we read: None for Hugging Face text towers and
+        for CoCa's, whose token outputs depend on the [CLS] appended after them."""
+        tower = self.text_tower
+        return tower if tower is not None and tower.cls_emb is None else None
 
     def supports(self, capability: str) -> bool:
         if not super().supports(capability):
             return False
         if capability in ("image_patches", "image_features"):
             return self._plain_vit()
-        return self._text_tower() is not None
+        return self._token_tower() is not None
 
     def _vit(self):
         visual = self.model.visual
@@ -112,19 +136,15 @@ class OpenClipAdapter(ModelAdapter):
         return PatchEmbeddings(tokens, (gh, gw))
 
     def _encode_text_tokens(self, texts):
-        tower = self._text_tower()
+        tower = self._token_tower()
         if tower is None:
             raise UnsupportedCapability(f"model {self.identity.name!r}: per-token text embeddings need an open_clip "
-                                        f"text transformer, found {type(getattr(self.model, 'text', None)).__name__}")
+                                        f"text transformer without an appended [CLS], found "
+                                        f"{type(getattr(self.model, 'text', None)).__name__}")
         ids = self._tokens(texts)
-        cast = tower.transformer.get_cast_dtype()
-        x = tower.token_embedding(ids).to(cast) + tower.positional_embedding.to(cast)
-        x = tower.transformer(x, attn_mask=tower.attn_mask)
-        x = tower.ln_final(x)
-        proj = tower.text_projection
-        if proj is not None:
-            x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
-        return x, ids != getattr(tower, "pad_id", 0)
+        n = cut_length(tower, ids, "none") if self.trim_tokens.trim else ids.shape[1]
+        x = project(tower, tower_tokens(tower, ids[:, :n]))
+        return pad_tokens(x, ids[:, :n] != tower.pad_id, ids.shape[1])
 
 
 def maskclip_last_block(block, x: torch.Tensor) -> torch.Tensor:

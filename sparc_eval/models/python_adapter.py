@@ -22,14 +22,22 @@ import torch
 from ..errors import ModelLoadError
 from ..fileio import sha256_file, sha256_json
 from .base import ModelAdapter, ModelIdentity, spec_fingerprint
+from .text_batching import encode_cut, open_clip_text_tower, tower_decisions
 
 
 class ModuleAdapter(ModelAdapter):
-    """Wraps an ``nn.Module`` with ``encode_image``/``encode_text`` plus its transform and tokenizer."""
+    """Wraps an ``nn.Module`` with ``encode_image``/``encode_text`` plus its transform and tokenizer. A stock
+    open_clip ``CLIP``/``CustomTextCLIP`` (its ``encode_text`` not overridden) runs texts at the batch's
+    longest length where that is exact, as the ``open_clip:`` adapter does (recorded in preprocessing)."""
 
     def __init__(self, module: torch.nn.Module, tokenizer, **kw):
         super().__init__(**kw)
         self.module, self.tokenizer = module, tokenizer
+        self.text_tower = open_clip_text_tower(module) if _stock_open_clip(module) else None
+        self.trim = None
+        if self.text_tower is not None:
+            self.preprocessing = dict(self.preprocessing)
+            self.trim, _ = tower_decisions(self.preprocessing, self.text_tower, "token")
 
     def _encode_images(self, images):
         return self.module.encode_image(images)
@@ -37,7 +45,18 @@ class ModuleAdapter(ModelAdapter):
     def _encode_texts(self, texts):
         tokens = self.tokenizer(list(texts))
         tokens = tokens.to(self.device) if hasattr(tokens, "to") else tokens
+        if self.trim is not None and self.trim.trim and isinstance(tokens, torch.Tensor) and tokens.dim() == 2:
+            return encode_cut(self.text_tower, tokens)
         return self.module.encode_text(tokens)
+
+
+def _stock_open_clip(module) -> bool:
+    """Whether ``module`` encodes texts with open_clip's own ``CLIP``/``CustomTextCLIP.encode_text``."""
+    try:
+        from open_clip.model import CLIP, CustomTextCLIP
+    except ImportError:
+        return False
+    return getattr(type(module), "encode_text", None) in (CLIP.encode_text, CustomTextCLIP.encode_text)
 
 
 def wrap_module(module: torch.nn.Module, transform, tokenizer, *, identity: ModelIdentity,

@@ -25,25 +25,40 @@ import torch
 from ..errors import ModelLoadError, SparcEvalError
 from ..fileio import sha256_file
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, spec_fingerprint
-from .open_clip_adapter import tokenizer_truncated
+from .open_clip_adapter import tokenizer_counts
+from .text_batching import cut_length, open_clip_text_tower, pad_tokens, tower_decisions, tower_tokens
 from .transforms import apply_overrides, build_image_transform, check_preprocessing
 
 
 class SparcAdapter(ModelAdapter):
-    """Wraps a ``pretrain.model.DualEncoder`` and its tokenizer (a loaded checkpoint or the model in training)."""
+    """Wraps a ``pretrain.model.DualEncoder`` and its tokenizer (a loaded checkpoint or the model in training).
+
+    The text tower is causal, or bidirectional with its padding masked out, and the global text embedding
+    is a mean over real tokens: texts run at their batch's longest length (exact), unless
+    ``preprocessing["trim_text"]`` is false."""
 
     def __init__(self, model, tokenizer, **kw):
         super().__init__(**kw)
         self.model, self.tokenizer = model, tokenizer
+        self.preprocessing = dict(self.preprocessing)  # decisions are recorded in our own copy
+        self.text_tower = open_clip_text_tower(model.text)
+        self.trim, self.trim_tokens = tower_decisions(self.preprocessing, self.text_tower, "mean")
 
     def _ids(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts)).to(self.device)
+
+    def _features(self, ids: torch.Tensor, trim: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """f_t and the token mask of ``ids``, on the batch cut to its longest text when ``trim``."""
+        if not trim:
+            return self.model.text_features(ids)
+        ids = ids[:, :cut_length(self.text_tower, ids, "mean")]
+        return tower_tokens(self.text_tower, ids), ids != self.text_tower.pad_id
 
     def _encode_images(self, images):
         return self.model.encode_image(images)
 
     def _encode_texts(self, texts):
-        return self.model.encode_text(self._ids(texts))
+        return self.model._global_text(*self._features(self._ids(texts), self.trim.trim))
 
     def _encode_image_features(self, images):
         return self.model.image_features(images).mean(dim=1)
@@ -52,10 +67,12 @@ class SparcAdapter(ModelAdapter):
         return PatchEmbeddings(self.model.encode_image_patches(images), self.model.grid_size)
 
     def _encode_text_tokens(self, texts):
-        return self.model.encode_text_tokens(self._ids(texts))
+        ids = self._ids(texts)
+        feats, mask = self._features(ids, self.trim_tokens.trim)
+        return pad_tokens(self.model.g_t(feats), mask, ids.shape[1])
 
-    def truncated(self, texts):
-        return tokenizer_truncated(self.tokenizer, texts)
+    def text_token_counts(self, texts):
+        return tokenizer_counts(self.tokenizer, texts)
 
 
 def wrap(model, tokenizer, preprocessing: dict, identity: ModelIdentity, device: torch.device,

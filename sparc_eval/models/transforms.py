@@ -3,7 +3,8 @@
 A preprocessing dict has ``resolution`` (int, square output), ``interpolation`` (bicubic, bilinear,
 nearest), ``crop`` (``center``: resize the shorter side then centre-crop, as CLIP; ``squash``:
 resize both sides, ignoring aspect; ``pad``: letterbox onto a square of ``fill``), ``mean`` and
-``std`` (RGB, 0-1 scale).
+``std`` (RGB, 0-1 scale). The one text override, ``trim_text`` (bool), is passed through to the
+adapters' text paths (``models.text_batching``).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ INTERPOLATIONS = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.Interpol
                   "nearest": T.InterpolationMode.NEAREST}
 CROPS = ("center", "squash", "pad")
 OVERRIDABLE = ("resolution", "interpolation", "crop")
+TEXT_OVERRIDABLE = ("trim_text",)  # read by the adapters' text paths (``models.text_batching``)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -75,14 +77,20 @@ def build_image_transform(pre: Mapping, where: str = "preprocessing") -> T.Compo
 
 
 def apply_overrides(pre: dict, overrides: Mapping | None) -> tuple[dict, bool]:
-    """Validated copy of ``pre`` with CLI overrides applied -> (preprocessing, changed?)."""
+    """Validated copy of ``pre`` with CLI overrides applied -> (preprocessing, image preprocessing changed?)."""
     out = dict(pre)
     changed = False
     for key, value in (overrides or {}).items():
         if value is None:
             continue
+        if key in TEXT_OVERRIDABLE:
+            if not isinstance(value, bool):
+                raise SparcEvalError(f"preprocessing override {key}={value!r}: expected true or false")
+            out[key] = value
+            continue
         if key not in OVERRIDABLE:
-            raise SparcEvalError(f"preprocessing override {key!r}: expected one of {', '.join(OVERRIDABLE)}")
+            raise SparcEvalError(f"preprocessing override {key!r}: expected one of "
+                                 f"{', '.join(OVERRIDABLE + TEXT_OVERRIDABLE)}")
         if key == "resolution":
             value = int(value)
             if value < 8:
