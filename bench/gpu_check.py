@@ -435,8 +435,8 @@ def unit_basics(s: Settings, rows: Rows) -> None:
     tf = env["tf32"]
     rows.add("env.tf32", "INFO",
              value=f"matmul {tf['torch.backends.cuda.matmul.allow_tf32']}, cudnn {tf['torch.backends.cudnn.allow_tf32']}",
-             detail="torch defaults, not changed by sparc-eval or this check: fp32 evaluation (eval.*) runs with "
-                    "TF32 off for matmuls and on for cuDNN convolutions (the patch embedding); "
+             detail="torch's defaults as this process sees them; sparc-eval's fp32 evaluation (eval.*) turns TF32 "
+                    "off for matmuls and cuDNN convolutions while it encodes (models.base.strict_fp32); "
                     + ", ".join(f"{k}={val}" for k, val in tf.items()), tf32=tf)
     opt = env["optional"]
     absent = [m for m, ok in opt.items() if not ok]

@@ -117,9 +117,9 @@ class ModelAdapter:
         return getattr(type(self), method) is not getattr(ModelAdapter, method)
 
     def autocast(self):
-        """Autocast context for the configured precision (no-op for fp32)."""
+        """Autocast context for the configured precision; fp32 on CUDA is strict fp32 (``strict_fp32``)."""
         if self.precision == "fp32":
-            return contextlib.nullcontext()
+            return strict_fp32() if self.device.type == "cuda" else contextlib.nullcontext()
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
@@ -153,6 +153,19 @@ class ModelAdapter:
         with self.autocast():
             tokens, mask = self._encode_text_tokens(list(texts))
         return tokens.float(), mask.bool()
+
+
+@contextlib.contextmanager
+def strict_fp32():
+    """fp32 means fp32 on CUDA: TF32 off for matmuls and cuDNN convolutions while inside (torch leaves
+    cuDNN's on by default, which moves a ViT's patch embedding by ~1e-3 and can flip a linear probe's
+    regularisation choice against the CPU), the previous switches restored afterwards."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def spec_fingerprint(spec: str, pretrained: str | None, *extra) -> str:
