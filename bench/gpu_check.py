@@ -687,10 +687,7 @@ def nccl_worker(s: Settings) -> None:
     sys.path.insert(0, str(BENCH))
     from losses import random_batch
 
-    try:  # the object collectives: floor 0 (sparc_eval.distributed), or the engine's in older trees
-        from sparc_eval import distributed as E
-    except ImportError:
-        from sparc_eval.engine import distributed as E
+    from sparc_eval import distributed as E
     from sparc_eval.pretrain import distributed as D
     from sparc_eval.pretrain.losses import build_loss
     from sparc_eval.pretrain.model import DualEncoder, ModelConfig

@@ -33,10 +33,12 @@ def _write_synthetic(cache_root: Path, key: str, n: int, seed: int, chunk: int) 
 
     cache = EmbeddingCache(cache_root)
     g = torch.Generator().manual_seed(seed)
+    bounds = []
     for s in range(0, n, chunk):
         block = torch.nn.functional.normalize(torch.randn(min(chunk, n - s), D, generator=g), dim=-1)
         cache.write_chunk(key, s, {"emb": block.half()})
-    cache.finish(key, n, {"what": "synthetic"})
+        bounds.append((s, s + block.shape[0]))
+    cache.finish(key, n, bounds, {"what": "synthetic"})
 
 
 def retrieval(n_images: int, per_image: int, sample_blocks: int, block: int, workdir: Path) -> None:

@@ -364,7 +364,7 @@ def record(cfg: TaskConfig, res, model, ref: ModelRef, session: _Session, info: 
         schema=SCHEMA,
         task=TaskInfo(cfg.name, cfg.type, cfg.version, cfg.config_sha256, cfg.groups, cfg.as_dict()),
         model=ModelInfo(ref.name, identity.spec if identity else ref.spec, identity.pretrained if identity else None,
-                        identity.weights_sha256 if identity else None),
+                        identity.weights_sha256 if identity else None, identity.source if identity else None),
         dataset=DatasetInfo(res.dataset_fingerprint, cfg.dataset.get("name"), cfg.dataset["format"], res.n_total,
                             res.n_used, opts.limit, bool(opts.limit is not None and res.n_used < res.n_total)),
         seed=opts.seed, metrics=res.metrics, main_metric=res.main_metric, intervals=ivals, chance=res.chance,
@@ -418,7 +418,7 @@ class _Session:
         check_precision(opts.precision)
         cache_root = Path(opts.cache_dir) / "embeddings" if opts.cache_dir else None
         return cls(opts, info, resolve_device(device), log, progress, write, _git_revision(),
-                   cache=EmbeddingCache(cache_root))
+                   cache=EmbeddingCache(cache_root, warn=lambda m: log(f"warning: {m}")))
 
     def claim(self, ref: ModelRef) -> None:
         """Bind the results folder ``<output>/<name>/`` to this model before anything runs: the first run

@@ -10,7 +10,7 @@ CLIP_benchmark's ``{dataset}``/``{dataset_cleaned}`` templates, and :func:`map_m
 result keys to ours (fractions to percent).
 
 Covered: mscoco_captions, flickr30k, flickr8k, imagenet1k, imagenetv2, imagenet_sketch, imagenet-a,
-imagenet-r, cifar10, cifar100, sugar_crepe/<subset>, winoground, and wds/<name> (wds/vtab/<name>
+imagenet-r, imagenet-o, cifar10, cifar100, sugar_crepe/<subset>, winoground, and wds/<name> (wds/vtab/<name>
 included) for any CLIP_benchmark webdataset folder or Hub repo ``clip-benchmark/wds_<name with / -> ->``.
 ``vtab/<name>`` (TFDS + task_adaptation) and ``tfds/<name>`` are refused with the wds/ name to use; other
 CLIP_benchmark names (torchvision downloads) point to their wds/ copy on the Hub. Data only: this module
@@ -44,7 +44,7 @@ HUB_WDS = (
 )
 # Names CLIP_benchmark reads through torchvision or other downloaders that sparc-eval reads only as wds/ copies.
 OTHER_CB_NAMES = (
-    "objectnet", "imagenet-o", "imagenet-w", "imagenet1k-unverified", "babel_imagenet", "voc2007", "voc2007_multilabel",
+    "objectnet", "imagenet-w", "imagenet1k-unverified", "babel_imagenet", "voc2007", "voc2007_multilabel",
     "food101", "sun397", "cars", "fgvc_aircraft", "dtd", "pets", "caltech101", "flowers", "mnist", "stl10", "eurosat",
     "gtsrb", "country211", "pcam", "renderedsst2", "fer2013", "multilingual_mscoco_captions", "crossmodal3600",
     "xtd10", "xtd200", "flickr30k-200", "dummy",
@@ -146,6 +146,9 @@ _FIXED: dict[str, CbTask] = {t.name: t for t in [
               "ImageNet-A (7.5k images, 200 classes)"),
     _imagenet("imagenet-r", "r", "", "imagenet-r", "DIR/<wnid>/*.jpg (the untarred imagenet-r folder)",
               "ImageNet-R (30k renditions, 200 classes)"),
+    _imagenet("imagenet-o", "o", "", None, "DIR/<wnid>/*.jpg (the untarred imagenet-o folder)",
+              "ImageNet-O (2k out-of-distribution images, 200 classes), scored as CLIP_benchmark does: zero-shot "
+              "accuracy over its 200 classes"),
     _cifar("cifar10"),
     _cifar("cifar100"),
     *[_sugar_crepe(s) for s in SUGAR_CREPE_SUBSETS],
@@ -171,10 +174,16 @@ def dataset_root(template: str, name: str) -> str:
     ``{dataset_cleaned}`` the same with ``/`` replaced by ``-`` (``wds/vtab/cifar10`` -> ``vtab-cifar10``)."""
     short = short_name(name)
     try:
-        return template.format(dataset=short, dataset_cleaned=short.replace("/", "-"))
+        root = template.format(dataset=short, dataset_cleaned=short.replace("/", "-"))
     except (KeyError, IndexError, ValueError) as e:
         raise ConfigError(f"--data-root {template!r}: CLIP_benchmark templates may use only {{dataset}} and "
                           f"{{dataset_cleaned}} ({type(e).__name__}: {e})") from None
+    return _URL_SLASHES.sub(r"\1://", root)  # a URL that went through a path type lost a slash
+
+
+def has_template(root: str | Path) -> bool:
+    """Whether a data root holds CLIP_benchmark's ``{dataset}`` / ``{dataset_cleaned}`` templates."""
+    return bool(_TEMPLATE.search(str(root)))
 
 
 def hub_repo(name: str) -> str:
@@ -187,7 +196,9 @@ def default_wds_root(name: str) -> str:
     return dataset_root(DEFAULT_WDS_ROOT, name)
 
 
-_HUB_TREE = re.compile(r"^https?://[^/]+/datasets/([^/\s]+/[^/\s]+)/tree/([^/\s]+)/?$")
+_HUB_TREE = re.compile(r"^https?:/+[^/]+/datasets/([^/\s]+/[^/\s]+)/tree/([^/\s]+)/?$")
+_URL_SLASHES = re.compile(r"^(https?):/+")
+_TEMPLATE = re.compile(r"\{dataset(_cleaned)?\}")
 
 
 def parse_hub_root(root: str) -> tuple[str, str] | None:
@@ -297,7 +308,12 @@ def task_config(name: str, data_root: str | Path | None = None, *, split: str | 
         root = default_wds_root(name)
     else:
         root = dataset_root(str(data_root), name)
-    task = lookup(name, wds_type(root) if name.startswith("wds/") and parse_hub_root(root) is None else None)
+    hub_root = parse_hub_root(root) is not None
+    if hub_root and not name.startswith("wds/"):
+        raise ConfigError(f"task {name!r}: --data-root {root} is a Hub dataset repo, which CLIP_benchmark reads only "
+                          f"for wds/ names; use --task wds/{short_name(name)} (its webdataset copy), or give "
+                          f"{name!r} the local folder: {lookup(name).layout}")
+    task = lookup(name, wds_type(root) if name.startswith("wds/") and not hub_root else None)
     if task.dataset["root"] and parse_hub_root(root) is None:
         root = str(Path(root) / task.dataset["root"])
     dataset = {**task.dataset, "root": root}

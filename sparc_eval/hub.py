@@ -258,12 +258,13 @@ def _translate(e: BaseException, repo: str, filename: str | None, revision: str,
     if isinstance(e, hfe.GatedRepoError):
         return HubAccessDenied(f"{where}: the repo is gated; accept its terms at {url} and set HF_TOKEN to a token "
                                f"with access (or {_offline_hint(repo, filename, revision, repo_type)})", **kw)
+    cached_only = "(with --offline only what the Hugging Face cache holds is read)"
     if isinstance(e, hfe.RepositoryNotFoundError):
         return HubNotFound(f"{where}: no such repo at {endpoint()} (a private repo looks the same without a token: set "
-                           f"HF_TOKEN); check the name", missing="repo", **kw)
+                           f"HF_TOKEN); check the name {cached_only}", missing="repo", **kw)
     if isinstance(e, hfe.RevisionNotFoundError):
-        return HubNotFound(f"{where}: the repo has no revision {revision!r} (a branch, tag or commit)",
-                           missing="revision", **kw)
+        return HubNotFound(f"{where}: the repo has no revision {revision!r} (a branch, tag or commit); check it "
+                           f"{cached_only}", missing="revision", **kw)
     if isinstance(e, hfe.RemoteEntryNotFoundError):
         return HubNotFound(f"{where}: the repo has no file {filename!r} at that revision", **kw)
     if isinstance(e, hfe.HfHubHTTPError) and getattr(e.response, "status_code", 0) in (401, 403):
@@ -458,6 +459,30 @@ def fetch_snapshot(repo: str, *, revision: str | None = None, repo_type: str = "
                   for n in chosen)
     return HubSnapshot(repo=repo, repo_type=repo_type, revision=revision, commit=_commit_of(folder / chosen[0]),
                        folder=folder, files=files)
+
+
+def cached_blobs(repo: str, *, revision: str | None = None, filenames: Sequence[str] = (),
+                 patterns: Sequence[str] | None = None, repo_type: str = "model",
+                 cache_dir: str | None = None) -> dict[str, str]:
+    """Without any request and without reading file contents: ``{repo path: blob name}`` of what the cache
+    holds of ``repo`` at ``revision`` — the first of ``filenames`` that is cached, or every cached file
+    matching ``patterns``. The blob name is the Hub's checksum (the sha256 of an LFS file), so this is a
+    cheap identity of cached weights; {} when nothing is cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    revision = revision or "main"
+    out: dict[str, str] = {}
+    for name in filenames:
+        hit = try_to_load_from_cache(repo, name, cache_dir=cache_dir, revision=revision, repo_type=repo_type)
+        if isinstance(hit, str):
+            out[name] = Path(os.path.realpath(hit)).name
+            break
+    if patterns is not None:
+        cached = _cached_snapshot(repo, revision, repo_type, cache_dir, patterns)
+        if cached is not None:
+            folder, names = cached
+            out.update({n: Path(os.path.realpath(folder / n)).name for n in names if (folder / n).is_file()})
+    return out
 
 
 # -- model repos ---------------------------------------------------------------------------------------------------

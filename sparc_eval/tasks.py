@@ -17,12 +17,17 @@ world, generated on first use), ``${shapes_train}`` (its larger pretraining set)
 overrides ``params.*`` or ``dataset.*`` keys (``params.key`` / ``dataset.key`` to be explicit).
 A suite YAML lists tasks and the groups used for aggregation.
 
+CLIP_benchmark's dataset names (``mscoco_captions``, ``imagenet1k``, ``wds/vtab/cifar10``, ...) are tasks too,
+defined by ``clip_benchmark_names`` with CLIP_benchmark's protocol; their data root is what ``clip_benchmark
+eval --dataset_root`` takes, ``{dataset}``/``{dataset_cleaned}`` templates included. Shipped names win.
+
 A task's ``config_sha256`` hashes its definition as written, before ``${...}`` substitution and
 without ``dataset.root`` or speed-only params, so it does not depend on where the data lives
 (the dataset fingerprint identifies the data).
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import clip_benchmark_names as cb
 from .data.base import Reader, formats, get_reader
 from .data.synthetic import default_world, training_world
 from .errors import ConfigError, UnknownNameError
@@ -112,44 +118,78 @@ def load_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (), d
 
 def resolve_task(name_or_path: str | Path, *, include: Sequence[Path | str] = (),
                  data_root: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = ()) -> ResolvedTask:
-    """Find, parse and validate one task (by name or YAML path), resolving its type and reader once."""
+    """Find, parse and validate one task (by name or YAML path), resolving its type and reader once. A name
+    that is no task YAML but one of CLIP_benchmark's dataset names (``mscoco_captions``, ``wds/cars``, ...)
+    is defined by ``clip_benchmark_names`` for ``data_root`` as CLIP_benchmark's ``--dataset_root`` (its
+    ``{dataset}``/``{dataset_cleaned}`` templates filled)."""
+    env_root = data_root if data_root is not None else os.environ.get("SPARC_EVAL_DATA")
     p = Path(str(name_or_path))
     if p.suffix in (".yaml", ".yml") and p.is_file():
         path = p
     else:
         files = task_files(include)
-        if str(name_or_path) not in files:
-            raise UnknownNameError("task", str(name_or_path), sorted(files))
-        path = files[str(name_or_path)]
+        name = str(name_or_path)
+        if name not in files:
+            return _resolve(_clip_benchmark_task(name, files, env_root), f"task {name!r} (CLIP_benchmark name)",
+                            None, Path.cwd(), None, overrides)
+        path = files[name]
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of task fields, found {type(raw).__name__}")
+    if "name" in raw and raw["name"] != path.stem:
+        raise ConfigError(f"{path}: name {raw['name']!r} must match the file name {path.stem!r}")
+    if "name" in raw and not _NAME.match(str(raw["name"])):
+        raise ConfigError(f"{path}: task name {raw['name']!r} must be lower-case letters, digits, '-' or '_'")
+    if env_root is not None and cb.has_template(env_root) and "${data_root}" in str(raw.get("dataset")):
+        raise ConfigError(f"--data-root {env_root}: {{dataset}} and {{dataset_cleaned}} are CLIP_benchmark's templates, "
+                          f"filled for its dataset names (mscoco_captions, imagenet1k, wds/<name>, ...); task "
+                          f"{raw.get('name', path.stem)!r} reads {raw['dataset'].get('root')!r}: run it with the folder "
+                          f"that holds its data as --data-root")
+    return _resolve(raw, str(path), path, path.parent, env_root, overrides)
+
+
+def _clip_benchmark_task(name: str, files: Mapping[str, Path], data_root: str | Path | None) -> dict:
+    """The task definition of CLIP_benchmark's dataset ``name``; ``UnknownNameError`` (with suggestions from
+    both name sets, CLIP_benchmark's pointing to ours) when it is neither a task nor one of its names."""
+    known_cb = cb.is_cb_name(name) or name in cb.OTHER_CB_NAMES or name.startswith(("vtab/", "tfds/", "sugar_crepe/"))
+    if known_cb:
+        return cb.task_config(name, data_root)
+    known = sorted(files) + [n for n in cb.names() if n not in files]
+    err = UnknownNameError("task", name, known)
+    aliases = cb.aliases()
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    notes = [f"{c!r} is CLIP_benchmark's name, sparc-eval's own task on that data in its own layout is {aliases[c]!r}"
+             for c in close if c in aliases]
+    if notes:
+        err.args = (f"{err} ({'; '.join(notes)})",)
+    raise err
+
+
+def _resolve(raw: dict, where: str, source: Path | None, task_dir: Path, env_root: str | Path | None,
+             overrides: Iterable[str] | Mapping[str, Any]) -> ResolvedTask:
+    """Validate a task definition (a YAML's mapping, or a CLIP_benchmark name's) and resolve it."""
     unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys are {sorted(TOP_KEYS)}")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(TOP_KEYS)}")
     missing = [k for k in REQUIRED_TOP if k not in raw]
     if missing:
-        raise ConfigError(f"{path}: required key(s) {missing} missing")
-    if raw["name"] != path.stem:
-        raise ConfigError(f"{path}: name {raw['name']!r} must match the file name {path.stem!r}")
-    if not _NAME.match(str(raw["name"])):
-        raise ConfigError(f"{path}: task name {raw['name']!r} must be lower-case letters, digits, '-' or '_'")
+        raise ConfigError(f"{where}: required key(s) {missing} missing")
     if not isinstance(raw["version"], int):
-        raise ConfigError(f"{path}: version must be an integer, found {raw['version']!r}")
+        raise ConfigError(f"{where}: version must be an integer, found {raw['version']!r}")
     if not isinstance(raw["dataset"], dict) or "format" not in raw["dataset"]:
-        raise ConfigError(f"{path}: dataset must be a mapping with a 'format' key")
+        raise ConfigError(f"{where}: dataset must be a mapping with a 'format' key")
     groups = raw.get("groups") or []
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-        raise ConfigError(f"{path}: groups must be a list of names, found {groups!r}")
+        raise ConfigError(f"{where}: groups must be a list of names, found {groups!r}")
     if not isinstance(raw.get("params") or {}, dict):
-        raise ConfigError(f"{path}: params must be a mapping of parameter names to values, "
+        raise ConfigError(f"{where}: params must be a mapping of parameter names to values, "
                           f"found {type(raw['params']).__name__}")
 
     cls = get_task_type(str(raw["type"]))
     reader = get_reader(str(raw["dataset"]["format"]))
     if cls.dataset_kind not in reader.kind.split("|"):
         fitting = sorted(f for f, r in formats().items() if cls.dataset_kind in r.kind.split("|"))
-        raise ConfigError(f"{path}: task type {cls.name!r} needs a {cls.dataset_kind} dataset, but format "
+        raise ConfigError(f"{where}: task type {cls.name!r} needs a {cls.dataset_kind} dataset, but format "
                           f"{reader.format!r} reads {reader.kind} data; formats that fit: {', '.join(fitting)}")
     dataset = dict(raw["dataset"])
     params = dict(raw.get("params") or {})
@@ -168,25 +208,24 @@ def resolve_task(name_or_path: str | Path, *, include: Sequence[Path | str] = ()
     if "format" in dataset and dataset["format"] != raw["dataset"]["format"]:
         raise ConfigError(f"--param format: the dataset format of {raw['name']!r} cannot be changed")
 
-    env_root = data_root if data_root is not None else os.environ.get("SPARC_EVAL_DATA")
     variables = {"data_root": Path(env_root).expanduser() if env_root else None, "shapes": default_world,
                  "shapes_train": training_world,
-                 "task_dir": path.parent}
+                 "task_dir": task_dir}
     schema = {**_DATASET_COMMON, **reader.params}
-    dataset = validate(dataset, schema, f"{path}: dataset")
-    params = validate(params, cls.params, f"{path}: params")
+    dataset = validate(dataset, schema, f"{where}: dataset")
+    params = validate(params, cls.params, f"{where}: params")
     hash_basis = {"dataset": {k: v for k, v in dataset.items() if k != "root" and schema[k].affects_numbers},
                   "params": {k: v for k, v in params.items() if cls.params[k].affects_numbers}}
-    dataset = substitute(dataset, variables, f"{path}: dataset")
-    params = substitute(params, variables, f"{path}: params")
+    dataset = substitute(dataset, variables, f"{where}: dataset")
+    params = substitute(params, variables, f"{where}: params")
     keys = cls.metric_keys(params)
-    check_keys(keys, f"{path}: metrics of task type {cls.name!r}")
+    check_keys(keys, f"{where}: metrics of task type {cls.name!r}")
     if raw["main_metric"] not in keys:
-        raise ConfigError(f"{path}: main_metric {raw['main_metric']!r} is not reported by this task; "
+        raise ConfigError(f"{where}: main_metric {raw['main_metric']!r} is not reported by this task; "
                           f"expected one of {keys}")
     config = TaskConfig(name=raw["name"], type=cls.name, version=raw["version"], dataset=dataset, params=params,
                         main_metric=raw["main_metric"], groups=groups, description=str(raw.get("description", "")),
-                        source=path, hash_basis=hash_basis)
+                        source=source, hash_basis=hash_basis)
     return ResolvedTask(config, cls, reader)
 
 

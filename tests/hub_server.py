@@ -24,6 +24,7 @@ in a subprocess with :meth:`HubStandIn.env`, because ``huggingface_hub`` reads `
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -54,22 +55,22 @@ class HubFile:
     data: bytes
     lfs: bool
 
-    @property
+    @functools.cached_property  # hashed once: repos may hold real-size weights
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
-    @property
+    @functools.cached_property  # hashed once: repos may hold real-size weights
     def pointer(self) -> bytes:
         """The git-lfs pointer stored in git for an LFS file."""
         return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\n"
                 f"size {len(self.data)}\n").encode()
 
-    @property
+    @functools.cached_property  # hashed once: repos may hold real-size weights
     def oid(self) -> str:
         """The git blob id of what git stores (the pointer for LFS files)."""
         return git_blob_id(self.pointer if self.lfs else self.data)
 
-    @property
+    @functools.cached_property  # hashed once: repos may hold real-size weights
     def etag(self) -> str:
         return self.sha256 if self.lfs else self.oid
 

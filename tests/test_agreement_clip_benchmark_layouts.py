@@ -2,18 +2,18 @@
 
 A shapes world is exported in each layout (``cb_layouts``: mscoco and flickr folders, classification and
 retrieval shards written by clip_benchmark.webdataset_builder). Our readers must give the same images and
-captions in the same order as CLIP_benchmark's dataset classes (built through its ``build_dataset``), and a
-task defined from the CLIP_benchmark name (``clip_benchmark_names.task_config``) must score a model as
+captions in the same order as CLIP_benchmark's dataset classes (built through its ``build_dataset``), and
+``sparc-eval run --task <CLIP_benchmark name> --data-root <its --dataset_root>`` must score a model as
 CLIP_benchmark's metrics do, to 1e-3 percentage points.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from cb_layouts import export_flickr, export_mscoco, export_wds_classification, export_wds_retrieval
 from conftest import TINY_OPEN_CLIP
 from PIL import Image
@@ -24,12 +24,13 @@ from sparc_eval.data.base import get_reader
 
 @pytest.fixture(scope="module")
 def layouts(small_world, tmp_path_factory):
+    """Each layout in ``<root>/<dataset_cleaned>``, so one ``--data-root '<root>/{dataset_cleaned}'`` serves all."""
     root = tmp_path_factory.mktemp("cb-layouts")
-    return {"mscoco_captions": export_mscoco(small_world, root / "mscoco"),
+    return {"mscoco_captions": export_mscoco(small_world, root / "mscoco_captions"),
             "flickr30k": export_flickr(small_world, root / "flickr30k"),
             "flickr8k": export_flickr(small_world, root / "flickr8k", name="flickr8k", seed=3),
-            "wds/shapes": export_wds_classification(small_world, root / "wds_shapes"),
-            "wds/shapes_captions": export_wds_retrieval(small_world, root / "wds_shapes_captions")}
+            "wds/shapes": export_wds_classification(small_world, root / "shapes"),
+            "wds/shapes_captions": export_wds_retrieval(small_world, root / "shapes_captions")}
 
 
 def _ours(name, folder):
@@ -111,18 +112,24 @@ def _peer(model):
 
 
 @pytest.mark.parametrize("name", ["mscoco_captions", "flickr30k", "wds/shapes_captions", "wds/shapes"])
-def test_numbers_equal_clip_benchmark(layouts, tmp_path, name, one_thread):
+def test_numbers_equal_clip_benchmark(layouts, tmp_path, name, one_thread, runner, cli):
+    """``sparc-eval run --task NAME --data-root '<root>/{dataset_cleaned}'`` (CLIP_benchmark's name and its
+    --dataset_root template) scores what CLIP_benchmark scores, and the result says what was read."""
     from clip_benchmark.datasets.builder import build_dataset, get_dataset_collate_fn
     from clip_benchmark.metrics import zeroshot_classification, zeroshot_retrieval
 
-    from sparc_eval.api import evaluate
     from sparc_eval.models import load_model
 
     cfg = task_config(name, str(layouts[name]))
-    cfg["name"] = name.replace("/", "_")  # task names are file stems
-    path = tmp_path / f"{cfg['name']}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    ours = evaluate(TINY_OPEN_CLIP, [str(path)], write=False, progress=False, log=lambda m: None)[0].metrics
+    template = str(layouts[name].parent / "{dataset_cleaned}")
+    res = runner.invoke(cli, ["run", "--task", name, "--data-root", template, "--model", TINY_OPEN_CLIP, "--model-name",
+                              "tiny", "-o", str(tmp_path), "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    written = json.loads((tmp_path / "tiny" / f"{name.replace('/', '__')}.json").read_text())
+    assert written["task"]["name"] == written["dataset"]["name"] == name
+    assert written["dataset"]["format"] == cfg["dataset"]["format"]
+    assert written["task"]["config"]["dataset"]["root"] == str(layouts[name])
+    ours = written["metrics"]
 
     model = load_model(TINY_OPEN_CLIP)
     retrieval = cfg["type"] == "retrieval"

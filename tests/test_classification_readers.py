@@ -52,7 +52,8 @@ def test_shipped_lists_equal_the_published_ones():
     assert resource_lines("templates_openai_imagenet.txt") == cb_templates["imagenet1k"]
     lists = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.walk(ast.parse(Path(builder.__file__).read_text()))
              if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
-             and n.targets[0].id in ("all_imagenet_wordnet_ids", "imagenet_r_wnids", "imagenet_a_wnids")}
+             and n.targets[0].id in ("all_imagenet_wordnet_ids", "imagenet_r_wnids", "imagenet_a_wnids",
+                                     "imagenet_o_wnids")}
     info = Path(timm.__file__).parent / "data" / "_info"
     wnids = resource_lines("imagenet1k_wnids.txt")
     assert wnids == lists["all_imagenet_wordnet_ids"] == (info / "imagenet_synsets.txt").read_text().split()
@@ -60,6 +61,7 @@ def test_shipped_lists_equal_the_published_ones():
     for v, key in (("r", "imagenet_r_wnids"), ("a", "imagenet_a_wnids")):
         sub = resource_lines(f"imagenet_{v}_wnids.txt")
         assert len(sub) == 200 and sub == sorted(lists[key]) == (info / f"imagenet_{v}_synsets.txt").read_text().split()
+    assert resource_lines("imagenet_o_wnids.txt") == sorted(lists["imagenet_o_wnids"]) and len(lists["imagenet_o_wnids"]) == 200
     a_idx = [int(i) for i in (info / "imagenet_a_indices.txt").read_text().split()]
     assert [wnids.index(w) for w in resource_lines("imagenet_a_wnids.txt")] == a_idx
     c100 = resource_lines("cifar100_classnames.txt")
@@ -322,7 +324,7 @@ def test_wds_classification_written_by_clip_benchmark(tmp_path):
     assert [int(y) for _, y in ref_items] == labels and ref.classes == data.classnames
     for (img, _), path in zip(ref_items, data.images.paths):
         assert np.array_equal(np.asarray(img.convert("RGB")), np.asarray(Image.open(path).convert("RGB")))
-    assert _load("wds", root=str(tmp_path / "wds")).images.paths == data.images.paths  # extracted once
+    assert _load("wds", root=str(tmp_path / "wds")).images.paths == data.images.paths  # read in place, indexed once
 
 
 def test_wds_retrieval(tmp_path):

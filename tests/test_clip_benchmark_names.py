@@ -15,7 +15,8 @@ from sparc_eval.tasks import load_task
 CB_DATASETS = Path(__import__("clip_benchmark").__file__).parent / "datasets"
 RESOURCES = Path(__file__).resolve().parent.parent / "sparc_eval" / "data" / "resources" / "classification"
 ISSUE_NAMES = ["mscoco_captions", "flickr30k", "flickr8k", "imagenet1k", "imagenetv2", "imagenet_sketch", "imagenet-a",
-               "imagenet-r", "cifar10", "cifar100", "winoground"] + [f"sugar_crepe/{s}" for s in cb.SUGAR_CREPE_SUBSETS]
+               "imagenet-r", "imagenet-o", "cifar10", "cifar100", "winoground"] + \
+    [f"sugar_crepe/{s}" for s in cb.SUGAR_CREPE_SUBSETS]
 
 
 def _lines(name: str) -> list[str]:
@@ -46,7 +47,7 @@ def test_protocol_resources_are_clip_benchmarks():
     from clip_benchmark.datasets.builder import all_imagenet_wordnet_ids
 
     assert _lines("imagenet1k_wnids.txt") == all_imagenet_wordnet_ids  # label order
-    for name in ("imagenet1k", "imagenetv2", "imagenet_sketch", "imagenet-a", "imagenet-r"):
+    for name in ("imagenet1k", "imagenetv2", "imagenet_sketch", "imagenet-a", "imagenet-r", "imagenet-o"):
         assert cb.lookup(name).params == {"templates": "openai_imagenet"}
     from clip_benchmark.datasets.builder import get_dataset_default_task
 
@@ -94,8 +95,8 @@ def test_refusals_name_what_to_use():
         cb.lookup("vtab/cifar10")
     with pytest.raises(ConfigError, match="'wds/cars'"):
         cb.lookup("cars")
-    with pytest.raises(ConfigError, match="'wds/imagenet-o'"):
-        cb.lookup("imagenet-o")
+    with pytest.raises(ConfigError, match="'wds/objectnet'"):
+        cb.lookup("objectnet")
     with pytest.raises(ConfigError, match="clip_benchmark_export_wds"):
         cb.lookup("voc2007_multilabel")
     with pytest.raises(UnknownNameError, match="sugar_crepe/swap_att"):

@@ -123,13 +123,21 @@ def test_pickle_that_executes_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_pretrained_tag_only_from_local_cache(tmp_path, monkeypatch):
+def test_pretrained_tag_offline_reads_only_the_cache(tmp_path, monkeypatch):
+    """Offline (the test session's HF_HUB_OFFLINE=1), a tag whose weights are not cached is exit 2 naming the
+    command that fetches them (downloads themselves: tests/test_first_contact_cli.py, against the stand-in)."""
+    from sparc_eval.hub import HubOfflineMiss
+
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     import huggingface_hub.constants as c
 
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(ModelLoadError, match=r"not in the local cache .*never downloads"):
+    with pytest.raises(HubOfflineMiss, match=r"not in the Hugging Face cache, and offline mode is on .*"
+                                             r"`hf download timm/vit_base_patch32_clip_224.openai "
+                                             r"open_clip_model.safetensors`"):
         load_model("open_clip:ViT-B-32", "openai")
+    with pytest.raises(ModelLoadError, match="not a folder, and not a Hugging Face repo id"):
+        load_model(f"hf:{tmp_path}/absent")
 
 
 def test_hf_clip_matches_transformers(hf_clip_dir):

@@ -169,7 +169,8 @@ grey background and nothing else. It is training seed {card['seed']} of the seed
 (the same recipe trained with seeds {', '.join(str(s) for s in SEEDS)}).
 
 - recipe: `sparc-eval pretrain --config {card['recipe']} --seed {card['seed']}` (step {card['step']})
-- training: {card['train_wall_s'] / 60:.1f} min on {card.get('trained_on', '2 CPU cores')}; loss {card['first_loss']:.3f} -> {card['final_loss']:.3f}
+- training: {card['train_wall_s'] / 60:.1f} min on {card.get('trained_on', '2 CPU cores')};
+  loss {card['first_loss']:.3f} -> {card['final_loss']:.3f}
 - data: `${{shapes_train}}`, the shapes-world pretraining set generated on demand (20,000 images, seed 1;
   disjoint from the evaluation world, seed 0)
 - weights: `model.safetensors` (float16), sha256 `{card['sha256']}`

@@ -105,7 +105,8 @@ class Reader:
             return [str(e)]
         images = getattr(data, "images", None)
         if isinstance(images, ImageSet):
-            return [f"{p}: image file is missing" for p in images.paths if not p.is_file()][:50]
+            # shard members (tar_index.TarMember) were found by indexing their shard: no file to stat
+            return [f"{p}: image file is missing" for p in images.paths if isinstance(p, Path) and not p.is_file()][:50]
         return []
 
 

@@ -5,7 +5,7 @@ The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints
 Labels are indices into the 1000 WordNet ids in sorted order (= the order of the OpenAI class-name
 list and of torchvision's ``ImageFolder`` on wnid folders); ImageNet-V2 folders are read as
 ``int(folder name)``, never in ``ImageFolder``'s lexicographic order ("0, 1, 10, 100, ...").
-ImageNet-R/-A keep only their 200 classes (the classifier has 200 rows, in sorted-wnid order).
+ImageNet-R/-A/-O keep only their 200 classes (the classifier has 200 rows, in sorted-wnid order).
 ImageNet-C images carry subsets ``<corruption>`` and ``severity_<s>``; the 75 copies of one
 validation image form one bootstrap cluster. Class names: OpenAI's ImageNet names (shipped), or
 ``dataset.classnames``.
@@ -24,7 +24,7 @@ from .base import Reader, allow_outside_root, check_root, path_key, require_str,
 from .classification import ClassificationSet, classnames_override, resource_lines, subset_masks
 from .imagefolder import class_folders, image_set, images_by_class
 
-VARIANTS = ("imagenet", "v2", "sketch", "r", "a", "c")
+VARIANTS = ("imagenet", "v2", "sketch", "r", "a", "o", "c")
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
                "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
                "jpeg_compression")
@@ -42,7 +42,7 @@ def classnames() -> list[str]:
 
 
 def subset_wnids(variant: str) -> list[str]:
-    """The 200 wnids of ImageNet-R (``r``) or ImageNet-A (``a``), sorted."""
+    """The 200 wnids of ImageNet-R (``r``), ImageNet-A (``a``) or ImageNet-O (``o``), sorted."""
     return resource_lines(f"imagenet_{variant}_wnids.txt")
 
 
@@ -113,7 +113,7 @@ class ImageNetReader(Reader):
     kind = "classification"
     params = {
         "root": Param("path", help="folder of the chosen variant"),
-        "variant": Param("str", "imagenet", "imagenet, v2, sketch, r, a or c", choices=VARIANTS),
+        "variant": Param("str", "imagenet", "imagenet, v2, sketch, r, a, o or c", choices=VARIANTS),
         "split": Param("str", "val", "imagenet variant only: split folder (val, train)"),
         "corruptions": Param("list[str]", list(CORRUPTIONS), "ImageNet-C corruptions to use", choices=CORRUPTIONS),
         "severities": Param("list[int]", list(SEVERITIES), "ImageNet-C severities to use", choices=SEVERITIES),
@@ -126,7 +126,7 @@ class ImageNetReader(Reader):
                  <root>/LOC_<split>_solution.csv                  ImageId,PredictionString ("wnid x y x y ...")
     v2        <root>/<0..999>/*.jpeg                              ImageNet-V2: folder = class index (not a wnid)
     sketch    <root>/<wnid>/*.JPEG                                ImageNet-Sketch, 1000 classes
-    r, a      <root>/<wnid>/*.jpg                                 ImageNet-R / -A: 200 of the 1000 classes
+    r, a, o   <root>/<wnid>/*.jpg                                 ImageNet-R / -A / -O: 200 of the 1000 classes
     c         <root>/<corruption>/<1..5>/<wnid>/*.JPEG            ImageNet-C: 15 corruptions x 5 severities"""
 
     def load(self, cfg) -> ClassificationSet:
@@ -137,7 +137,7 @@ class ImageNetReader(Reader):
         names = classnames()
         clusters = subsets = None
         extra: dict = {"variant": variant}
-        if variant in ("r", "a"):
+        if variant in ("r", "a", "o"):
             keep = subset_wnids(variant)
             names = [names[index[w]] for w in keep]
             ordered = _wnid_classes(root, {w: i for i, w in enumerate(keep)}, f"ImageNet-{variant.upper()}")

@@ -12,13 +12,36 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
 from ..fileio import atomic_write_text, cache_root, sha256_json
-from .wds import member_key, safe_member
+
+_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
+
+
+def member_key(name: str) -> tuple[str, str] | None:
+    """WebDataset's (sample key, lower-cased extension) of a member path: the path up to the first dot of
+    the file name (``dir/abc.seg.JPG`` -> (``dir/abc``, ``seg.jpg``)); None for a name without extension."""
+    m = _KEY.match(name)
+    return (m.group(1), m.group(2).lower()) if m else None
+
+
+def safe_member(member: tarfile.TarInfo, shard: Path) -> bool:
+    """Whether ``member`` is a regular file (True) or a directory (False) with a safe relative path;
+    anything else raises ``DataError``."""
+    name = member.name
+    parts = PurePosixPath(name).parts
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\\" in name:
+        raise DataError(f"{shard}: member {name!r} has an unsafe path (absolute or with '..'); refusing the shard")
+    if member.isdir():
+        return False
+    if not member.isfile():
+        raise DataError(f"{shard}: member {name!r} is a link or special file; refusing the shard")
+    return True
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,23 @@ def index_shards(shards: list[Path], cache: bool = True) -> list[dict]:
                 samples.append(current)
             current["members"].setdefault(ext, (name, offset, size))
     return samples
+
+
+def read_spans(shard: Path, spans: list[tuple[int, int]]) -> list[bytes]:
+    """The bytes at each (offset, size) of one shard, read through one open file (small members: labels,
+    captions)."""
+    out = []
+    try:
+        with open(shard, "rb") as f:
+            for offset, size in spans:
+                f.seek(offset)
+                data = f.read(size)
+                if len(data) != size:
+                    raise DataError(f"{shard}: the shard ends before its member at byte {offset} does (truncated?)")
+                out.append(data)
+    except OSError as e:
+        raise DataError(f"{shard}: cannot read ({e.strerror})") from None
+    return out
 
 
 def member(shards: list[Path], sample: dict, ext: str) -> TarMember:

@@ -1,95 +1,49 @@
-"""CLIP_benchmark's WebDataset evaluation folders (``wds_<name>``), for classification and retrieval.
+"""CLIP_benchmark's WebDataset evaluation sets (``wds_<name>``), for classification and retrieval, from a
+local folder or from the Hugging Face Hub.
 
-The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it).
+The on-disk layout is the reader's ``layout`` (``sparc-eval data verify`` prints it). ``root`` is a local
+folder, or a Hub dataset repo in the form CLIP_benchmark users pass as ``--dataset_root``
+(``https://huggingface.co/datasets/clip-benchmark/wds_<name>/tree/<revision>``): its split's shards and
+metadata files are downloaded once into the Hugging Face cache (``hub.fetch_wds``: verified against the
+Hub's sha256; offline, the cache alone is read) and recorded in the result (``details.source``).
 
-A sample's key is its member path up to the first dot of the file name (webdataset's rule); samples
-keep shard and member order. The engine reads images by path, so the image members are extracted
-once into a content-addressed cache folder (``<cache>/extracted/wds/<digest of the shards>``, renamed
-into place atomically) beside a ``samples.json`` index. Members with absolute paths, ``..``
-components, or that are links or devices are refused. Multi-label folders are not supported.
+The shards are read in place (``tar_index``): one pass over the tar headers indexes every sample (shard,
+key), in shard and member order as the webdataset library iterates them, and each image is decoded
+straight from its shard by the engine's workers; nothing is extracted to disk. A sample's image is its
+first member among webp, png, jpg, jpeg (CLIP_benchmark's order), its label the ``.cls`` integer and its
+captions the ``.txt`` lines. Unusable input is a ``DataError`` naming the file: a missing ``nshards.txt``
+or shard, an empty shard, a sample without its image or label, a class index outside the class-name
+file, compressed shards, and members with absolute paths, ``..``, links or devices. Multi-label sets are
+not supported.
 """
 from __future__ import annotations
 
-import json
-import re
-import tarfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
+from .. import hub
+from ..clip_benchmark_names import parse_hub_root
 from ..errors import DataError
-from ..fileio import sha256_file, sha256_json
+from ..fileio import sha256_json
 from ..params import Param
-from .base import ImageSet, Reader, RetrievalSet, check_root, fingerprint
-from .classification import ClassificationSet, cached_folder, read_lines
+from .base import ImageSet, Reader, RetrievalSet, check_root
+from .classification import ClassificationSet, read_lines
+from .tar_index import TarMember, index_shards, member_key, read_spans, safe_member
+
+__all__ = ["IMAGE_EXTS", "READER", "WdsReader", "dataset_type", "local_root", "member_key", "safe_member",
+           "shard_files"]
 
 IMAGE_EXTS = ("webp", "png", "jpg", "jpeg")
-_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
-
-
-def member_key(name: str) -> tuple[str, str] | None:
-    """WebDataset's (sample key, lower-cased extension) of a member path: the path up to the first dot of
-    the file name (``dir/abc.seg.JPG`` -> (``dir/abc``, ``seg.jpg``)); None for a name without extension."""
-    m = _KEY.match(name)
-    return (m.group(1), m.group(2).lower()) if m else None
-
-
-def safe_member(member: tarfile.TarInfo, shard: Path) -> bool:
-    """Whether ``member`` is a regular file (True) or a directory (False) with a safe relative path;
-    anything else raises ``DataError``."""
-    name = member.name
-    parts = PurePosixPath(name).parts
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\\" in name:
-        raise DataError(f"{shard}: member {name!r} has an unsafe path (absolute or with '..'); refusing the shard")
-    if member.isdir():
-        return False
-    if not member.isfile():
-        raise DataError(f"{shard}: member {name!r} is a link or special file; refusing the shard")
-    return True
-
-
-def _read_shard(shard: Path, index: int, out: Path | None, kind: str) -> list[dict]:
-    """Samples of one shard in member order; image members are written under ``out/<index>/``."""
-    samples: dict[str, dict] = {}
-    try:
-        with tarfile.open(shard, "r:*") as tar:
-            for member in tar:
-                if not safe_member(member, shard):
-                    continue
-                split = member_key(member.name)
-                if split is None:
-                    continue
-                key, ext = split
-                sample = samples.setdefault(key, {"key": key})
-                if ext in IMAGE_EXTS and "image" not in sample:
-                    sample["image"] = f"{index}/{member.name}"
-                    if out is not None:
-                        dest = out / str(index) / member.name
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        dest.write_bytes(tar.extractfile(member).read())
-                elif ext == "cls" and kind == "classification":
-                    text = tar.extractfile(member).read().decode("utf-8").strip()
-                    if not text.lstrip("-").isdigit():
-                        raise DataError(f"{shard}: {member.name} holds {text!r:.40}; expected an integer class index")
-                    sample["label"] = int(text)
-                elif ext == "txt" and kind == "retrieval":
-                    sample["captions"] = [c.strip() for c in tar.extractfile(member).read().decode("utf-8").splitlines()
-                                          if c.strip()]
-    except (tarfile.TarError, OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{shard}: not a readable tar shard ({type(e).__name__}: {e})") from None
-    need = "label" if kind == "classification" else "captions"
-    for s in samples.values():
-        if "image" not in s or need not in s:
-            raise DataError(f"{shard}: sample {s['key']!r} lacks an image ({'/'.join(IMAGE_EXTS)}) or its "
-                            f"{'.cls' if need == 'label' else '.txt'} member")
-    return list(samples.values())
+_FETCHED: dict[tuple, hub.HubSnapshot] = {}
 
 
 def shard_files(root: Path, split: str) -> list[Path]:
     """The shard paths of a split, from ``<split>/nshards.txt``."""
     count_file = root / split / "nshards.txt"
     if not count_file.is_file():
-        raise DataError(f"wds: {count_file} is missing (expected the number of shards of split {split!r})")
+        raise DataError(f"wds: {count_file} is missing (expected the number of shards of split {split!r}, as "
+                        f"CLIP_benchmark's clip_benchmark_export_wds writes it)")
     text = _small_text(count_file, "the number of shards")
     if not text.isdigit() or int(text) < 1:
         raise DataError(f"{count_file}: expected a positive number of shards, found {text!r:.40}")
@@ -118,23 +72,61 @@ def dataset_type(root: Path) -> str:
     return kind
 
 
-def extract(shards: list[Path], kind: str) -> tuple[Path, list[dict]]:
-    """Extracted folder and sample index of ``shards`` (done once per shard content)."""
-    digest = sha256_json({"shards": [sha256_file(s) for s in shards], "kind": kind})
+def local_root(root: str | Path, split: str) -> tuple[Path, dict | None]:
+    """The local folder of ``root`` and, for a Hub root, the snapshot's record (repo, commit, file sums).
+    A Hub root's ``split`` and metadata files are fetched on first use (once per process)."""
+    ref = parse_hub_root(str(root))
+    if ref is None:
+        return check_root({"root": root}, "wds"), None
+    repo, revision = ref
+    key = (repo, revision, split, hub.offline_mode(), hub.endpoint())
+    if key not in _FETCHED:
+        _FETCHED[key] = hub.fetch_wds(repo, revision=revision, split=split)
+    snapshot = _FETCHED[key]
+    return snapshot.folder, snapshot.record()
 
-    def fill(folder: Path) -> None:
-        samples = [s for i, shard in enumerate(shards) for s in _read_shard(shard, i, folder, kind)]
-        (folder / "samples.json").write_text(json.dumps(samples))
 
-    folder = cached_folder("wds", digest, fill)
-    return folder, json.loads((folder / "samples.json").read_text())
+def _samples(shards: list[Path], kind: str) -> list[dict]:
+    """Indexed samples with their image member and label or captions; every shard must hold samples."""
+    samples = index_shards(shards)
+    counts = np.bincount([s["shard"] for s in samples], minlength=len(shards))
+    if (counts == 0).any():
+        empty = shards[int(np.flatnonzero(counts == 0)[0])]
+        raise DataError(f"wds: shard {empty} holds no samples (an empty or truncated shard); re-export or "
+                        f"re-download it")
+    need = "cls" if kind == "classification" else "txt"
+    for s in samples:
+        image = next((e for e in IMAGE_EXTS if e in s["members"]), None)
+        if image is None or need not in s["members"]:
+            raise DataError(f"wds: {shards[s['shard']]}: sample {s['key']!r} lacks an image "
+                            f"({'/'.join(IMAGE_EXTS)}) or its .{need} member")
+        s["image"] = image
+    by_shard: dict[int, list[dict]] = {}
+    for s in samples:
+        by_shard.setdefault(s["shard"], []).append(s)
+    for i, group in by_shard.items():
+        payloads = read_spans(shards[i], [tuple(s["members"][need][1:]) for s in group])
+        for s, data in zip(group, payloads):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{shards[i]}: {s['members'][need][0]} is not UTF-8 text") from None
+            if kind == "classification":
+                if not text.strip().lstrip("-").isdigit():
+                    raise DataError(f"{shards[i]}: {s['members'][need][0]} holds {text.strip()!r:.40}; expected "
+                                    f"an integer class index")
+                s["label"] = int(text.strip())
+            else:
+                s["captions"] = [c.strip() for c in text.splitlines() if c.strip()]
+    return samples
 
 
 class WdsReader(Reader):
     format = "wds"
     kind = "classification|retrieval"
     params = {
-        "root": Param("path", help="local folder of a CLIP_benchmark wds_* dataset"),
+        "root": Param("path", help="local folder of a CLIP_benchmark wds_* dataset, or its Hub repo "
+                                   "https://huggingface.co/datasets/ORG/NAME/tree/REV"),
         "split": Param("str", "test", "split folder (test, train)"),
         "classnames": Param("str", "classnames.txt", "class-name file relative to root (classification)"),
     }
@@ -144,34 +136,40 @@ class WdsReader(Reader):
                                                        (retrieval: + <key>.txt, one caption per line)
     <root>/classnames.txt                              classification: one class name per line
     <root>/zeroshot_classification_templates.txt       optional: prompt templates with {c}
-    <root>/dataset_type.txt                            "retrieval", or absent (= classification)"""
+    <root>/dataset_type.txt                            "retrieval", or absent (= classification)
+    or root = https://huggingface.co/datasets/clip-benchmark/wds_<name>/tree/main (fetched once into the
+    Hugging Face cache; --offline reads the cache only)"""
 
     def load(self, cfg):
-        root = check_root(cfg, "wds")
+        split = cfg["split"]
+        root, source = local_root(cfg["root"], split)
         kind = dataset_type(root)
-        shards = shard_files(root, cfg["split"])
-        folder, samples = extract(shards, kind)
-        if not samples:
-            raise DataError(f"wds: the shards of {root / cfg['split']} hold no samples")
-        paths = [folder / s["image"] for s in samples]
-        ids = [f"{cfg['split']}/{s['image'].split('/', 1)[0]}/{s['key']}" for s in samples]
-        images = ImageSet(paths, ids, fingerprint("wds", shards, paths, folder, {"split": cfg["split"], "kind": kind}))
-        info = {"split": cfg["split"], "shards": len(shards), "extracted_to": str(folder)}
+        shards = shard_files(root, split)
+        samples = _samples(shards, kind)
+        paths = [TarMember(shards[s["shard"]], *s["members"][s["image"]]) for s in samples]
+        ids = [f"{split}/{s['shard']}/{s['key']}" for s in samples]
+        # what was read, wherever it lies (a local copy and the Hub's give the same fingerprint)
+        listing = [(s["shard"], p.name, p.size) for s, p in zip(samples, paths)]
+        fp = sha256_json({"format": "wds", "split": split, "kind": kind, "images": listing})
+        images = ImageSet(paths, ids, fp)
+        info = {"split": split, "shards": len(shards)}
+        if source is not None:
+            info["source"] = source
         if kind == "retrieval":
             captions = [c for s in samples for c in s["captions"]]
             owner = np.asarray([i for i, s in enumerate(samples) for _ in s["captions"]], dtype=np.int64)
             cap_ids = [f"{ids[i]}:{j}" for i, s in enumerate(samples) for j in range(len(s["captions"]))]
             return RetrievalSet(images, captions, owner, cap_ids, sha256_json([images.fingerprint, captions]),
                                 len(images), info)
-        names = read_lines(root / cfg["classnames"], "wds: classnames")
+        names_file = root / cfg["classnames"]
+        names = read_lines(names_file, "wds: classnames")
         labels = np.asarray([s["label"] for s in samples], dtype=np.int64)
         bad = np.flatnonzero((labels < 0) | (labels >= len(names)))
         if bad.size:
             first = samples[bad[0]]
-            shard = first["image"].split("/", 1)[0]
-            raise DataError(f"wds: {root}: sample {first['key']!r} of shard {shard}.tar has class index "
-                            f"{int(labels[bad[0]])}, outside [0, {len(names)}) for the {len(names)} names of "
-                            f"{root / cfg['classnames']}")
+            raise DataError(f"wds: {root}: sample {first['key']!r} of shard {shards[first['shard']].name} has class "
+                            f"index {int(labels[bad[0]])}, outside [0, {len(names)}) for the {len(names)} names of "
+                            f"{names_file}: the class-name file does not fit these shards")
         tfile = root / "zeroshot_classification_templates.txt"
         templates = read_lines(tfile, "wds: templates") if tfile.is_file() else None
         fp = sha256_json({"images": images.fingerprint, "labels": labels.tolist(), "classnames": names})

@@ -10,7 +10,7 @@ An adapter turns any image-text model into the same small interface:
   by fine-grained tasks:
   ``encode_image_patches(batch) -> PatchEmbeddings`` ([B, P, D] in the joint space plus the grid) and
   ``encode_text_tokens(list[str]) -> (Tensor[B, L, D], Tensor[B, L] bool mask)``,
-- ``identity`` (spec, pretrained, name, weights_sha256) and ``preprocessing`` (everything that changes
+- ``identity`` (spec, pretrained, name, weights_sha256, source) and ``preprocessing`` (everything that changes
   numbers: resolution, interpolation, crop, mean/std, text context length), recorded in results.
 """
 from __future__ import annotations
@@ -45,14 +45,21 @@ class PatchEmbeddings:
 
 @dataclass
 class ModelIdentity:
+    """Who the model is. ``source`` is where fetched weights came from (a Hub record: repo, revision,
+    commit, file, sha256), None for local files and built models."""
+
     spec: str
     pretrained: str | None
     name: str
     weights_sha256: str
+    source: dict | None = None
 
     def as_dict(self) -> dict:
-        return {"spec": self.spec, "pretrained": self.pretrained, "name": self.name,
-                "weights_sha256": self.weights_sha256}
+        out = {"spec": self.spec, "pretrained": self.pretrained, "name": self.name,
+               "weights_sha256": self.weights_sha256}
+        if self.source is not None:
+            out["source"] = self.source
+        return out
 
 
 @dataclass

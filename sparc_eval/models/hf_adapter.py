@@ -1,6 +1,10 @@
 """``hf:DIR_OR_NAME``: Hugging Face transformers CLIPModel and SiglipModel with their own processors.
 
-A name that is not a folder is resolved in the local Hugging Face cache only (offline). Images go
+``hf:DIR`` loads a folder written by ``save_pretrained()``; ``hf:ORG/NAME[@REV]`` fetches the repo's
+configs, tokenizer and processor files and weights (safetensors when the repo has them) on first use into
+the standard Hugging Face cache (``hub.fetch_hf_model``: checked against the Hub's sha256, recorded in
+``identity.source``; ``--offline`` / ``HF_HUB_OFFLINE=1`` read the cache only), then loads that folder
+with ``local_files_only=True`` (transformers loads pickled ``.bin`` weights with ``weights_only``). Images go
 through the model's own image processor unless a preprocessing override is given; texts through its
 tokenizer with the model's padding: CLIP pads to the longest caption, SigLIP to ``max_length`` (64),
 which is how SigLIP was trained; padding it like CLIP silently lowers its scores.
@@ -20,8 +24,9 @@ from pathlib import Path
 
 import torch
 
+from .. import hub
 from ..checkpoint_io import folder_weights_sha256
-from ..errors import ModelLoadError
+from ..errors import ConfigError, ModelLoadError
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
 from .transforms import apply_overrides, build_image_transform
 
@@ -139,19 +144,19 @@ def _maskclip_layer(layer, hidden):
     return hidden + layer.mlp(layer.layer_norm2(hidden))
 
 
-def _resolve_dir(name: str) -> Path:
+def _resolve_dir(name: str) -> tuple[Path, dict | None]:
+    """The model folder of ``hf:NAME`` and, for a Hub repo, the snapshot's record (repo, commit, file sums)."""
     p = Path(name).expanduser()
     if p.is_dir():
-        return p
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
+        return p, None
     try:
-        return Path(snapshot_download(name, local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        raise ModelLoadError(f"hf:{name}: not a folder, and not in the local Hugging Face cache; sparc-eval never "
-                             f"downloads weights. Pass a folder saved with save_pretrained(), or fetch it once "
-                             f"with `huggingface-cli download {name}`.") from None
+        hub.parse_repo_ref(name, "hf: model")
+    except ConfigError:
+        raise ModelLoadError(f"hf:{name}: not a folder, and not a Hugging Face repo id ORG/NAME[@REVISION]; pass a "
+                             f"folder saved with save_pretrained() or a repo id such as openai/clip-vit-base-patch32"
+                             ) from None
+    snapshot = hub.fetch_hf_model(name)
+    return snapshot.folder, snapshot.record()
 
 
 def _field(obj, key: str):
@@ -183,7 +188,7 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     """Load ``hf:DIR_OR_NAME`` (``pretrained`` is not used: the folder holds the weights)."""
     import transformers
 
-    folder = _resolve_dir(spec.split(":", 1)[1])
+    folder, source = _resolve_dir(spec.split(":", 1)[1])
     if not (folder / "config.json").exists():
         raise ModelLoadError(f"{folder}: no config.json; expected a folder written by save_pretrained()")
     try:
@@ -223,18 +228,29 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     if interpolate:
         pre["resized"] = (f"position embeddings interpolated (transformers interpolate_pos_encoding) from {native} px "
                           f"to {int(pre['resolution'])} px")
-    identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=folder_weights_sha256(folder))
+    identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=folder_weights_sha256(folder),
+                             source=source)
     return HFAdapter(model, tok, mt, ctx, dense=dense, interpolate=interpolate, identity=identity,
                      image_transform=transform, preprocessing=pre, device=device, precision=precision)
 
 
 def fingerprint(spec: str, pretrained: str | None) -> str:
-    """Identity before loading: the strings plus the weights of a local model folder."""
-    folder = Path(spec.split(":", 1)[1]).expanduser()
-    extra = []
+    """Identity before loading, without any request: the strings plus the weights of a local model folder,
+    or the blob names (the Hub's sha256) of a Hub repo's weights already in the local cache (not cached yet:
+    the strings alone; loading then records the sha256 and commit)."""
+    target = spec.split(":", 1)[1]
+    folder = Path(target).expanduser()
+    extra: list = []
     if folder.is_dir():
         try:
             extra.append(folder_weights_sha256(folder))
         except ModelLoadError:
             pass  # no weights: loading says so
-    return spec_fingerprint(spec, pretrained, *extra)
+        return spec_fingerprint(spec, pretrained, *extra)
+    try:
+        repo, revision = hub.parse_repo_ref(target, "hf: model")
+    except ConfigError:
+        return spec_fingerprint(spec, pretrained)
+    blobs = hub.cached_blobs(repo, revision=revision, patterns=("*.safetensors", "pytorch_model*.bin"))
+    weights = hub.hf_model_files(sorted(blobs))
+    return spec_fingerprint(spec, pretrained, *[(n, blobs[n]) for n in weights])

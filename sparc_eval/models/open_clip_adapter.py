@@ -1,9 +1,14 @@
-"""``open_clip:ARCH`` models: random init, a pretrained tag from the local cache, or a weights file.
+"""``open_clip:ARCH`` and ``open_clip:hf-hub:ORG/NAME[@REV]`` models: random init, a pretrained tag, a
+Hub repo, or a weights file.
 
 ``--pretrained`` may be a local ``.pt/.pth/.bin/.safetensors`` file (open_clip training checkpoints
-included: ``state_dict`` key, ``module.`` prefix) or an open_clip pretrained tag, which is looked up
-in the local Hugging Face cache only; nothing is downloaded. Weights are loaded strictly through
-``checkpoint_io`` (never plain unpickling).
+included: ``state_dict`` key, ``module.`` prefix) or an open_clip pretrained tag (``open_clip:ViT-B-32
+--pretrained laion2b_s34b_b79k``), whose weights are fetched on first use from the tag's Hugging Face repo
+into the standard cache, as open_clip does (``hub.fetch_open_clip_tag``); ``open_clip:hf-hub:ORG/NAME``
+fetches the repo's ``open_clip_config.json`` and weights (``hub.fetch_open_clip_hub``), at ``@REV`` if
+given. Fetched files are checked against the Hub's sha256 and recorded in ``identity.source``;
+``--offline`` / ``HF_HUB_OFFLINE=1`` read the cache only. Weights are loaded strictly through
+``checkpoint_io`` (safetensors, or ``torch.load(weights_only=True)``; never plain unpickling).
 
 Pre-projection features for ViTs: the pooled token after ``ln_post``, before ``proj``. Dense outputs
 for ViTs without attention pooling (``supports`` says False for ConvNets and attention-pooled ViTs,
@@ -14,45 +19,20 @@ projected with the text projection, masked to the non-padding positions (the tow
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from .. import hub
 from ..checkpoint_io import WEIGHT_SUFFIXES, load_into, load_state_dict
-from ..errors import ModelLoadError, UnknownNameError
+from ..errors import ConfigError, ModelLoadError, UnknownNameError
 from ..fileio import sha256_file, sha256_json
 from ..open_clip_configs import open_clip_module
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
 from .transforms import apply_overrides, build_image_transform
-
-
-def find_cached_tag(arch: str, tag: str) -> Path:
-    """The local file of an open_clip pretrained tag (Hugging Face cache only) or a clear error."""
-    open_clip = open_clip_module()
-    cfg = open_clip.get_pretrained_cfg(arch, tag)
-    if not cfg:
-        raise UnknownNameError(f"open_clip pretrained tag for {arch}", tag,
-                               open_clip.list_pretrained_tags_by_model(arch) or ["(none)"])
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    hub = (cfg.get("hf_hub") or "").strip("/")
-    looked = []
-    if hub:
-        parts = hub.split("/")
-        repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        for name in names:
-            hit = try_to_load_from_cache(repo, name)
-            looked.append(f"{repo}/{name}")
-            if isinstance(hit, str):
-                return Path(hit)
-    raise ModelLoadError(
-        f"open_clip:{arch} --pretrained {tag}: the weights are not in the local cache "
-        f"(looked for {', '.join(looked) or 'a Hugging Face repo, but the tag has none'} in "
-        f"{constants.HF_HUB_CACHE}). sparc-eval never downloads weights: fetch them once "
-        f"(e.g. `huggingface-cli download {hub or '<repo>'}`) or pass a local weights file to --pretrained.")
 
 
 def tokenizer_truncated(tokenizer, texts: Sequence[str]) -> list[bool]:
@@ -166,30 +146,86 @@ def maskclip_last_block(block, x: torch.Tensor) -> torch.Tensor:
     return x + ls_2(block.mlp(block.ln_2(x)))
 
 
+HF_HUB = "hf-hub:"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "vocab.txt", "merges.txt", "*.model")
+
+
+def _is_file(pretrained: str) -> bool:
+    p = Path(pretrained).expanduser()
+    return p.suffix in WEIGHT_SUFFIXES or p.exists()
+
+
+def _tag_cfg(open_clip, arch: str, tag: str) -> dict:
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not cfg:
+        raise UnknownNameError(f"open_clip pretrained tag for {arch} (or a weights file: no such file)", tag,
+                               open_clip.list_pretrained_tags_by_model(arch) or ["(none)"])
+    return cfg
+
+
+def _hub_tokenizer(open_clip, folder: Path, config: dict, repo: str, commit: str):
+    """The tokenizer of an ``hf-hub:`` model: open_clip's own unless its config names a Hugging Face
+    tokenizer; that one's files are fetched from the model repo at the same commit (open_clip reads them
+    from the model's folder), or from the repo the config names."""
+    text = (config.get("model_cfg") or {}).get("text_cfg") or {}
+    name = text.get("hf_tokenizer_name")
+    if name and name != repo:
+        return open_clip.tokenizer.HFTokenizer(name, context_length=text.get("context_length", 77),
+                                               tokenizer_mode=text.get("tokenizer_mode"),
+                                               **(text.get("tokenizer_kwargs") or {}))
+    if name:
+        hub.fetch_snapshot(repo, revision=commit, patterns=TOKENIZER_FILES)
+    return open_clip.get_tokenizer(f"local-dir:{folder}")
+
+
 def load(spec: str, pretrained: str | None = None, *, device: torch.device, precision: str,
          name: str, seed: int = 0, preprocessing: dict | None = None, dense: str = "direct") -> OpenClipAdapter:
-    """Build ``open_clip:ARCH`` (``spec`` without the prefix is the architecture)."""
+    """Build ``open_clip:ARCH`` or ``open_clip:hf-hub:ORG/NAME[@REV]`` (``spec`` without the prefix)."""
     open_clip = open_clip_module()
     arch = spec.split(":", 1)[1]
-    if arch not in open_clip.list_models():
-        raise UnknownNameError("open_clip architecture", arch, open_clip.list_models())
     weights_file: Path | None = None
+    weights_sha: str | None = None
+    source: dict | None = None
     tag_cfg: dict = {}
-    if pretrained:
-        p = Path(pretrained).expanduser()
-        if p.suffix in WEIGHT_SUFFIXES or p.exists():
-            weights_file = p
-        else:
-            tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained) or {}
-            weights_file = find_cached_tag(arch, pretrained)
+    tokenizer = None
+    if arch.startswith(HF_HUB):
+        if pretrained:
+            raise ModelLoadError(f"open_clip:{arch}: the Hub repo carries its weights; drop --pretrained "
+                                 f"{pretrained!r} (or use open_clip:ARCH --pretrained FILE)")
+        fetched = hub.fetch_open_clip_hub(arch[len(HF_HUB):])
+        folder = fetched.config.path.parent
+        try:
+            config = json.loads(fetched.config.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelLoadError(f"{fetched.config.repo}/{fetched.config.filename}: not a readable open_clip config "
+                                 f"({e})") from None
+        if not isinstance(config, dict) or "model_cfg" not in config:
+            raise ModelLoadError(f"{fetched.config.repo}/{fetched.config.filename}: no 'model_cfg'; not an open_clip "
+                                 f"model repo (for a transformers model use hf:{arch[len(HF_HUB):]})")
+        model_name = f"local-dir:{folder}"
+        weights_file, weights_sha = fetched.weights.path, fetched.weights.sha256
+        source = {**fetched.weights.record(), "config_sha256": fetched.config.sha256}
+        tokenizer = _hub_tokenizer(open_clip, folder, config, fetched.config.repo, fetched.config.commit)
+    else:
+        if arch not in open_clip.list_models():
+            raise UnknownNameError("open_clip architecture", arch, open_clip.list_models())
+        model_name = arch
+        if pretrained and _is_file(pretrained):
+            weights_file = Path(pretrained).expanduser()
+        elif pretrained:
+            tag_cfg = _tag_cfg(open_clip, arch, pretrained)
+            fetched = hub.fetch_open_clip_tag(arch, pretrained, tag_cfg)
+            weights_file, weights_sha, source = fetched.weights.path, fetched.weights.sha256, fetched.weights.record()
     force_pre = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
 
     def create(image_size: int | None = None):
         logging.disable(logging.WARNING)  # open_clip warns that no pretrained weights were loaded: we load them
         try:
-            return open_clip.create_model(arch, pretrained=None, force_quick_gelu=bool(tag_cfg.get("quick_gelu")),
+            return open_clip.create_model(model_name, pretrained=None, load_weights=False, pretrained_text=False,
+                                          force_quick_gelu=bool(tag_cfg.get("quick_gelu")),
                                           force_preprocess_cfg=force_pre or None, force_image_size=image_size)
-        except RuntimeError as e:
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise ModelLoadError(f"open_clip:{arch}: cannot build the model ({e})") from None
         finally:
             logging.disable(logging.NOTSET)
@@ -198,7 +234,7 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     model = create()
     if weights_file is not None:
         load_into(model, load_state_dict(weights_file), weights_file, f"open_clip:{arch}")
-        weights_sha = sha256_file(weights_file)
+        weights_sha = weights_sha or sha256_file(weights_file)
     else:
         weights_sha = sha256_json({"random_init": spec, "seed": seed})
     native = model.visual.preprocess_cfg["size"]
@@ -219,7 +255,7 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
         resized = f"position embeddings interpolated (bicubic) from {native} px to {int(resolution)} px"
     model.eval().to(device)
     cfg = model.visual.preprocess_cfg
-    tokenizer = open_clip.get_tokenizer(arch)
+    tokenizer = tokenizer or open_clip.get_tokenizer(arch)
     base_pre = {
         "resolution": native, "interpolation": cfg.get("interpolation", "bicubic"),
         "crop": {"shortest": "center", "squash": "squash", "longest": "pad"}.get(cfg.get("resize_mode", "shortest"),
@@ -231,11 +267,26 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     pre, _ = apply_overrides(base_pre, preprocessing)
     if resized:
         pre["resized"] = resized
-    identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=weights_sha)
+    identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=weights_sha, source=source)
     return OpenClipAdapter(model, tokenizer, dense=dense, identity=identity, image_transform=build_image_transform(pre),
                            preprocessing=pre, device=device, precision=precision)
 
 
 def fingerprint(spec: str, pretrained: str | None) -> str:
-    """Identity before loading: the spec, the tag or file and the file's sha256."""
-    return spec_fingerprint(spec, pretrained)
+    """Identity before loading, without any request: the spec, the tag or file, the file's sha256, and for
+    Hub weights already in the local cache their blob name (the Hub's sha256). Weights not cached yet are
+    identified by the strings alone; loading then records their sha256 and commit."""
+    arch = spec.split(":", 1)[1]
+    if arch.startswith(HF_HUB):
+        try:
+            repo, revision = hub.parse_repo_ref(arch[len(HF_HUB):], "open_clip hf-hub: model")
+        except ConfigError:
+            return spec_fingerprint(spec, pretrained)
+        blobs = hub.cached_blobs(repo, revision=revision, filenames=hub.OPEN_CLIP_WEIGHTS)
+        return spec_fingerprint(spec, pretrained, *sorted(blobs.items()))
+    if not pretrained or _is_file(pretrained):
+        return spec_fingerprint(spec, pretrained)
+    cfg = open_clip_module().get_pretrained_cfg(arch, pretrained) or {}
+    source = hub.open_clip_tag_source(cfg)
+    blobs = hub.cached_blobs(source[0], filenames=source[1]) if source else {}
+    return spec_fingerprint(spec, pretrained, *sorted(blobs.items()))

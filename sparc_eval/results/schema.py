@@ -69,10 +69,14 @@ class ModelInfo:
     spec: str | None = None
     pretrained: str | None = None
     weights_sha256: str | None = None
+    source: dict | None = None  # fetched weights: the Hub record {repo, revision, commit, file, sha256}
 
     def to_dict(self) -> dict:
-        return {"spec": self.spec, "pretrained": self.pretrained, "name": self.name,
-                "weights_sha256": self.weights_sha256}
+        out = {"spec": self.spec, "pretrained": self.pretrained, "name": self.name,
+               "weights_sha256": self.weights_sha256}
+        if self.source is not None:
+            out["source"] = self.source
+        return out
 
 
 @dataclass
