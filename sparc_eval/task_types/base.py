@@ -40,9 +40,10 @@ class TaskResult:
 
     ``aggregations`` says how each metric follows from ``records`` (see ``results.aggregate``), which
     gives bootstrap intervals over ``cluster`` (usually the image id); ``intervals`` holds those of
-    metrics without an aggregation that the task resamples itself (``artifact_acc``). ``chance`` holds the dataset-specific chance level of metrics
-    where it is defined. ``details`` carries task-specific facts worth recording (prompt set, chosen
-    regularisation, per-class IoU, truncation counts, how each chance level was obtained).
+    metrics without an aggregation that the task resamples itself (``artifact_acc``). ``chance`` holds
+    the dataset-specific chance level of metrics where it is defined. ``details`` carries task-specific
+    facts worth recording (prompt set, chosen regularisation, per-class IoU, truncation counts, how each
+    chance level was obtained).
     """
 
     metrics: dict[str, float]
