@@ -18,6 +18,7 @@ import argparse
 import math
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,9 +118,9 @@ def demo_block(results: Path | str = DEMO_RESULTS) -> str:
            f"seeds; the wider is shown with fewer than 5 seeds. Significant: after Holm's correction over the "
            f"{len(rows)} tasks, never where both sides are at or below chance. ≈ at chance, ▾ below chance "
            f"(the 95% interval covers the chance level, or lies below it).", ""]
-    across = "across seeds" if min(seeds_a, seeds_b) >= 2 else \
-        "over images (one seed per method: this says nothing about training seeds)"
-    out = []
+    across = "across seeds" if min(seeds_a, seeds_b) >= 2 else "over images"
+    out = [] if min(seeds_a, seeds_b) >= 2 else [
+        "With one seed per method these intervals resample the images only: they say nothing about training seeds."]
     if sig:
         out.append(f"**Significant {across}**: {_join(sig)}.")
     else:
@@ -153,7 +154,11 @@ def demo_block(results: Path | str = DEMO_RESULTS) -> str:
                if flagged else "No probe category is flagged by the text-only control (artifact_acc).")
     out.append("**What it does not show**: anything about real images, bigger models or longer training; these are "
                "tiny models trained for minutes on one synthetic world.")
-    return "\n".join(intro + [" ".join(out)])
+    return "\n".join([_wrap(intro[0]), *intro[1:-2], _wrap(intro[-2]), "", _wrap(" ".join(out))])
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=115, break_long_words=False, break_on_hyphens=False)
 
 
 BLOCKS = {"reader-layouts": reader_layouts}
@@ -178,7 +183,8 @@ _NUMBER = re.compile(r"[-+−]?\d+(?:\.\d+)?")
 
 
 def same_up_to_numbers(a: str, b: str, tolerance: float = DEMO_TOLERANCE) -> bool:
-    """Whether two texts agree word for word, their numbers within ``tolerance``."""
+    """Whether two texts agree word for word (line breaks aside), their numbers within ``tolerance``."""
+    a, b = " ".join(a.split()), " ".join(b.split())
     parts_a, parts_b = _NUMBER.split(a), _NUMBER.split(b)
     nums_a, nums_b = _NUMBER.findall(a), _NUMBER.findall(b)
     if parts_a != parts_b or len(nums_a) != len(nums_b):
