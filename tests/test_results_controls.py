@@ -128,6 +128,9 @@ def test_seed_groups_mean_sd_and_method_difference(results_cli, runner, tmp_path
     assert "## Seed groups" in md and "| clip (baseline) | 2 | 62.5 ± 3.5 |" in md
     assert f"| sparc | 2 | 75.0 ± 7.1 (+12.5 [{12.5 - half:.1f}, {12.5 + half:.1f}]ᵗ) |" in md
     assert "clip-s0 (baseline group)" in md
+    html = render(board, "html")
+    assert 'id="seeds"' in html and "ᵗ" in html and "sparc" in html.split('id="seeds"')[1]
+    assert "untrained (control)" in render(board, "tex").replace(r"\textit{", "")
     # compare: one folder, two seed groups
     out = tmp_path / "cmp.json"
     r = runner.invoke(results_cli, ["compare", str(tmp_path), "--a", "clip", "--b", "sparc", "--json", str(out)])

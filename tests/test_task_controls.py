@@ -153,6 +153,9 @@ def test_faithfulness_miss_metrics_chance_and_shuffled_control(runner, cli, smal
     for key, chosen in (("CHAIR_s", pairs), ("CHAIR_s_miss", other)):
         assert ch[key] == pytest.approx(100 * np.mean([counts[i][j].any_hallucinated for i, j in chosen]))
     assert set(ch) == set(res["metrics"])
+    for key in ("K-P", "K-P_miss", "K-Pna_miss"):  # a permuted retrieval lands on chance (within sampling error)
+        lo, hi = res["intervals"][key]
+        assert abs(res["metrics"][key] - ch[key]) < hi - lo, (key, res["metrics"][key], ch[key], (lo, hi))
     # shuffled: each image gets the caption retrieved for a uniformly drawn image
     index = {c: j for j, c in enumerate(pool)}
     got = [index[r["caption"]] for r in samples]
