@@ -32,20 +32,30 @@ install: $(STAMP)
 install-all: $(STAMP_ALL)
 mmcv: $(STAMP_ALL)
 
-# The demo: the bundled SPARC and CLIP checkpoints (trained on the shapes world by tools/checkpoints.py) on
-# the demo suite, with two reference rows: the same architecture untrained (chance level) and the
-# ground-truth oracle (the ceiling). The shapes world is generated on first use; nothing is downloaded.
+# The demo: the bundled checkpoints (trained on the shapes world by tools/checkpoints.py, DEMO_SEEDS training seeds
+# per method: seed groups shapes-sparc and shapes-clip) on the demo suite, with two more rows: the `untrained`
+# control (the bundled architecture with random weights, role control: it should sit at chance) and the
+# ground-truth oracle (role reference: the ceiling). The leaderboard's deltas and seed table are to the CLIP group;
+# compare.md holds SPARC vs CLIP over seeds. 2 seeds per method: a third would push `make demo` past 3 minutes.
+# The shapes world is generated on first use; nothing is downloaded.
 DEMO_OUT := results/demo
-DEMO_MODELS := shapes-sparc=sparc:checkpoints/shapes-sparc shapes-clip=sparc:checkpoints/shapes-clip \
-	untrained=open_clip:ViT-Tiny-8-64 oracle=py:sparc_eval.models.oracle:shapes_oracle
+DEMO_SEEDS := 0 1
+DEMO_METHODS := sparc clip
+DEMO_RUN = $(BIN)/sparc-eval run --suite demo -o $(DEMO_OUT)
 demo: $(STAMP)
-	@for m in $(DEMO_MODELS); do \
-		$(BIN)/sparc-eval run --suite demo --model $${m#*=} --model-name $${m%%=*} -o $(DEMO_OUT) || exit 1; \
-	done
+	@for method in $(DEMO_METHODS); do for seed in $(DEMO_SEEDS); do \
+		$(DEMO_RUN) --model sparc:checkpoints/shapes-$$method-seed$$seed --model-name shapes-$$method-seed$$seed \
+			--role model --seed-group shapes-$$method || exit 1; \
+	done; done
+	$(DEMO_RUN) --model py:sparc_eval.models.controls:untrained --pretrained checkpoints/shapes-sparc-seed0 \
+		--model-name untrained --role control
+	$(DEMO_RUN) --model py:sparc_eval.models.oracle:shapes_oracle --model-name oracle --role reference
 	$(BIN)/sparc-eval leaderboard $(DEMO_OUT) --suite demo --baseline shapes-clip --title "Demo: SPARC vs CLIP on the shapes world" \
 		-o $(DEMO_OUT)/leaderboard.html -o $(DEMO_OUT)/leaderboard.md
+	$(BIN)/sparc-eval compare $(DEMO_OUT) --a shapes-clip --b shapes-sparc --markdown $(DEMO_OUT)/compare.md \
+		--json $(DEMO_OUT)/compare.json
 	@cat $(DEMO_OUT)/leaderboard.md
-	@echo "Leaderboard page: $(DEMO_OUT)/leaderboard.html"
+	@echo "Leaderboard page: $(DEMO_OUT)/leaderboard.html; SPARC vs CLIP over seeds: $(DEMO_OUT)/compare.md"
 
 # Debian's chromium for the leaderboard's browser test (never a browser download).
 system-deps:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import SparcEvalError
 from .fileio import sha256_file, sha256_json, umask
-from .results.schema import SCHEMA, DatasetInfo, ModelInfo, ResultRecord, TaskInfo
+from .results.schema import ROLES, SCHEMA, DatasetInfo, ModelInfo, ResultRecord, TaskInfo
 from .results.store import read_result, result_path, write_result
 from .task_config import TaskConfig
 from .task_types import TaskType
@@ -67,6 +67,8 @@ class EvalOptions:
     cache_dtype: str = "fp32"
     distributed: bool = True
     log: Callable[[str], None] = print
+    role: str = "model"
+    seed_group: str | None = None
 
 
 @dataclass
@@ -124,7 +126,7 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
              overwrite: bool = False, preprocessing: Mapping[str, Any] | None = None, dense: str = "direct",
              shard: tuple[int, int] | None = None, predictions: str | Path | None = None, progress: bool = True,
              cache_dtype: str = "fp32", distributed: bool = True,
-             log: Callable[[str], None] = print) -> list[Evaluation]:
+             log: Callable[[str], None] = print, role: str = "model", seed_group: str | None = None) -> list[Evaluation]:
     """Evaluate ``model`` on ``tasks`` (names, YAML paths or ``TaskConfig``s) and/or a ``suite``.
 
     Under torchrun (``distributed=True``) extraction is shared by the ranks and rank 0 writes;
@@ -132,7 +134,9 @@ def evaluate(model: Any, tasks: Sequence[str | TaskConfig] | str = (), *, suite:
     job: no collectives are started). With several tasks, a task the model cannot serve (a ConvNet
     on a dense task) is recorded as ``unsupported`` and the others run; a single task raises.
     A result of another model (other spec or weights) under the same name is never replaced
-    silently: pass ``model_name`` or ``overwrite``. The keywords are the fields of ``EvalOptions``.
+    silently: pass ``model_name`` or ``overwrite``. ``role`` (model, control, reference) and
+    ``seed_group`` (the method a seed belongs to; default: a ``sparc:`` checkpoint card's ``method``)
+    are stored in each result. The keywords are the fields of ``EvalOptions``.
     """
     given = locals()
     return run(model, tasks, EvalOptions(**{f.name: given[f.name] for f in fields(EvalOptions)}))
@@ -199,6 +203,8 @@ def preflight(opts: EvalOptions) -> None:
         raise SparcEvalError(f"--num-workers {opts.num_workers}: expected 0 or more")
     if opts.limit is not None and opts.limit < 1:
         raise SparcEvalError(f"--limit {opts.limit}: expected a positive number of samples")
+    if opts.role not in ROLES:
+        raise SparcEvalError(f"--role {opts.role!r}: expected one of {', '.join(ROLES)}")
     if opts.write:
         writable_folder(Path(opts.output), "-o/--output")
 
@@ -340,7 +346,8 @@ def record(cfg: TaskConfig, res, model, ref: ModelRef, session: _Session, info: 
 
     opts, engine = session.opts, session.current_engine
     check_keys(res.metrics, f"task {cfg.name}")
-    ivals = intervals(res.records, res.aggregations, seed=opts.seed) if res.records and res.aggregations else {}
+    ivals = {**res.intervals, **(intervals(res.records, res.aggregations, seed=opts.seed)
+                                 if res.records and res.aggregations else {})}
     identity = model.identity if model is not None else None
     provenance = {"sparc_eval": _version(), "git": session.git, "torch": torch.__version__,
                   "python": platform.python_version(),
@@ -362,7 +369,22 @@ def record(cfg: TaskConfig, res, model, ref: ModelRef, session: _Session, info: 
                             res.n_used, opts.limit, bool(opts.limit is not None and res.n_used < res.n_total)),
         seed=opts.seed, metrics=res.metrics, main_metric=res.main_metric, intervals=ivals, chance=res.chance,
         aggregations=res.aggregations, details=res.details,
-        preprocessing=model.preprocessing if model is not None else {}, provenance=provenance, run_key=info.run_key)
+        preprocessing=model.preprocessing if model is not None else {}, provenance=provenance, run_key=info.run_key,
+        role=opts.role, seed_group=opts.seed_group or card_method(ref.spec))
+
+
+def card_method(spec: str) -> str | None:
+    """The seed group of a ``sparc:`` checkpoint folder with a model card: its ``card.json``'s ``method``."""
+    import json
+
+    if not spec.startswith("sparc:"):
+        return None
+    try:
+        method = json.loads((Path(spec.split(":", 1)[1]).expanduser() / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    method = method.get("method") if isinstance(method, dict) else None
+    return method if isinstance(method, str) and method else None
 
 
 @dataclass

@@ -72,6 +72,27 @@ def shapes_root(_isolated_cache) -> Path:
     return default_world()
 
 
+def repo_tool(name: str):
+    """A module of the repository's ``tools/`` folder (not a package), loaded by path."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def demo_results(tmp_path_factory, shapes_root) -> tuple[Path, dict]:
+    """Every bundled checkpoint and the untrained control on the demo suite under the model cards'
+    conditions (CPU, one thread, seed 0), evaluated once per session by ``tools/checkpoints.py``'s
+    ``demo_results``: (results folder, each checkpoint's results by folder name). Shared by the card
+    check and the README demo-block check."""
+    out = tmp_path_factory.mktemp("demo-results")
+    return out, repo_tool("checkpoints").demo_results(out)
+
+
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory) -> Path:
     """A small shapes world (120 images) for fast end-to-end tests; pass it with --param root=..."""

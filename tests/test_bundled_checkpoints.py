@@ -1,6 +1,8 @@
 """The bundled shapes-world checkpoints: weights match their model cards, and the cards' demo results
 reproduce (CPU, one thread, seed 0; within one sample, 100/N points, since CPU kernels differ between
-machines). The training recipe runs and writes a checkpoint the evaluator loads."""
+machines; the evaluation is the session's ``demo_results``, shared with the README's demo-block check).
+Every card names its seed group (``method``) and the checkpoints form the SPARC and CLIP groups. The
+training recipe runs and writes a checkpoint the evaluator loads."""
 from __future__ import annotations
 
 import json
@@ -15,24 +17,30 @@ REPO = Path(__file__).resolve().parent.parent
 BUNDLED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "card.json").is_file())
 
 
-def test_there_are_bundled_sparc_and_clip_checkpoints():
-    assert {p.name for p in BUNDLED} >= {"shapes-sparc", "shapes-clip"}
+def test_there_are_bundled_sparc_and_clip_seed_groups():
+    methods = {}
+    for p in BUNDLED:
+        card = json.loads((p / "card.json").read_text())
+        methods.setdefault(card.get("method", p.name), []).append(p.name)
+    assert set(methods) >= {"shapes-sparc", "shapes-clip"}
+    assert len({len(v) for v in methods.values()}) == 1, f"every method needs the same number of seeds: {methods}"
 
 
 @pytest.mark.parametrize("folder", BUNDLED, ids=[p.name for p in BUNDLED])
-def test_bundled_checkpoint_matches_its_card(folder, shapes_root, one_thread):
+def test_bundled_checkpoint_matches_its_card(folder, demo_results):
     card = json.loads((folder / "card.json").read_text())
     assert sha256_file(folder / "model.safetensors", memo=False) == card["sha256"]
     assert card["sha256"] in (folder / "README.md").read_text()
-    evals = evaluate(f"sparc:{folder}", suite="demo", device="cpu", seed=0, write=False, progress=False,
-                     log=lambda m: None)
-    assert {e.task for e in evals} == set(card["results"]), "re-run `python tools/checkpoints.py cards`"
-    for e in evals:
-        want = card["results"][e.task]
-        tolerance = 100 / e.result["dataset"]["n_used"]
-        assert e.result["dataset"]["n_used"] == want["n"]
+    results = demo_results[1][folder.name]
+    assert set(results) == set(card["results"]), "re-run `python tools/checkpoints.py cards`"
+    for task, got in results.items():
+        want = card["results"][task]
+        tolerance = 100 / got["n"]
+        assert got["n"] == want["n"]
         for key, value in want["metrics"].items():
-            assert e.metrics[key] == pytest.approx(value, abs=tolerance), (e.task, key)
+            assert got["metrics"][key] == pytest.approx(value, abs=tolerance), (task, key)
+    stored = json.loads((demo_results[0] / folder.name / "shapes-retrieval.json").read_text())
+    assert stored["role"] == "model" and stored["seed_group"] == card.get("method", folder.name)
 
 
 def test_training_recipe_runs_and_writes_a_loadable_checkpoint(small_world, tmp_path, runner, cli, one_thread):

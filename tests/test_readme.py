@@ -1,17 +1,16 @@
-"""The README's generated blocks are current (``python tools/readme_blocks.py`` rewrites them)."""
+"""The README's generated blocks are current (``python tools/readme_blocks.py`` rewrites them; the demo
+block, ``python tools/readme_blocks.py --demo`` after ``python tools/checkpoints.py cards``)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from conftest import repo_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("readme_blocks", ROOT / "tools" / "readme_blocks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return repo_tool("readme_blocks")
 
 
 def test_generated_readme_blocks_are_current():
@@ -28,3 +27,19 @@ def test_reader_layout_block_lists_every_reader_layout_verbatim():
         assert f"<code>{name}</code>" in block
         first = reader.layout.strip("\n").splitlines()[0].strip()
         assert first in block, name
+
+
+def test_demo_block_is_recomputed_from_the_bundled_checkpoints(demo_results):
+    tool = _tool()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    fresh = tool.demo_block(demo_results[0])
+    assert tool.same_up_to_numbers(tool.block(text, "demo"), fresh), (
+        "README.md's demo block is stale: run python tools/checkpoints.py cards, then python tools/readme_blocks.py "
+        "--demo\n" + fresh)
+
+
+def test_same_up_to_numbers_tolerates_small_differences_only():
+    same = _tool().same_up_to_numbers
+    assert same("SPARC +2.4 [0.9, 4.1] yes", "SPARC +2.5 [1.0, 4.1] yes")
+    assert not same("SPARC +2.4 [0.9, 4.1] yes", "SPARC +3.4 [0.9, 4.1] yes")
+    assert not same("SPARC +2.4 [0.9, 4.1] yes", "SPARC +2.4 [0.9, 4.1] no")

@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import TINY_OPEN_CLIP
 
@@ -87,6 +88,12 @@ def test_linear_segmentation_probe_keeps_the_backbone_frozen(runner, cli, small_
     tower = _backbone_weights(tmp_path / "open_clip-vit-tiny-8-64" / d["checkpoint"])
     fresh = tower_from_adapter(load_model(TINY_OPEN_CLIP, device="cpu", seed=0), final_norm=True).state_dict()
     assert all(torch.equal(tower[k], fresh[k]) for k in fresh) and "norm.weight" in tower
+    # chance: the larger of prior sampling and the majority class, from the evaluated masks' class areas
+    from sparc_eval.metrics.controls import segmentation_chance
+
+    lines = (tmp_path / "open_clip-vit-tiny-8-64" / "shapes-linear-seg.samples.jsonl").read_text().splitlines()
+    want = segmentation_chance([json.loads(x)["label_area"] for x in lines], "standard")
+    assert res["chance"] == pytest.approx(want.values) and d["chance_method"] == want.method
 
 
 def test_linear_probe_refuses_finetuning(runner, cli, small_world, tmp_path):

@@ -4,6 +4,7 @@
     python tools/checkpoints.py build sparc --seeds 0  # one method, one seed
     python tools/checkpoints.py build --device cuda --workers 3 --no-cards   # on a GPU; cards later on the CPU
     python tools/checkpoints.py cards                  # re-evaluate the bundled checkpoints on the demo suite, rewrite cards
+    python tools/readme_blocks.py --demo               # then: the README's demo block from results/cards
 
 ``build`` trains ``configs/shapes-<method>.yaml`` (same data, steps and model for every method; only the
 loss differs) once per training seed into ``runs/shapes-<method>-seed<N>`` (replacing an earlier build's
@@ -13,7 +14,11 @@ recipe that differ only in the seed form a seed group: the card's ``method`` (``
 ``cards`` evaluates every bundled checkpoint on
 ``tasks/suites/demo.yaml`` on the CPU with one thread and seed 0 (the conditions the reproduction test
 uses) and rewrites ``card.json`` (read by the test) and the results table of ``README.md`` in each
-checkpoint folder; run it whenever a task type joins the demo suite.
+checkpoint folder; run it whenever a task type joins the demo suite. It writes those results, with the
+``untrained`` control (the architecture of ``CONTROL_ARCHITECTURE`` with random weights, role
+``control``) evaluated the same way, to ``results/cards/``: the input of the README's demo block
+(``python tools/readme_blocks.py --demo``). ``demo_results(folder)`` is that evaluation; the tests call it
+once per session for the card check and the README block check.
 """
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 CHECKPOINTS = REPO / "checkpoints"
 RECIPES = ("clip", "sparc")
 SEEDS = (0, 1)  # training seeds per method (each seed: its own initialisation and data order); see the README
+CARD_RESULTS = REPO / "results" / "cards"
+CONTROL_ARCHITECTURE = "shapes-sparc-seed0"  # the bundled checkpoint whose architecture the untrained control has
+CONTROL_SPEC = "py:sparc_eval.models.controls:untrained"
 CARD_BEGIN, CARD_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -91,8 +99,20 @@ def build(methods: list[str], seeds: list[int], device: str | None = None, worke
         cards()
 
 
-def evaluate_bundled(path: Path, output: Path | None = None) -> dict[str, dict]:
-    """Demo-suite metrics of one bundled checkpoint under the card's conditions (CPU, 1 thread, seed 0)."""
+def bundled() -> list[Path]:
+    """The bundled checkpoint folders (those with a ``card.json``), by name."""
+    return sorted(p for p in CHECKPOINTS.iterdir() if (p / "card.json").is_file())
+
+
+def control_architecture(folders: list[Path] | None = None) -> Path:
+    """The checkpoint whose architecture the untrained control rebuilds: ``CONTROL_ARCHITECTURE`` when bundled,
+    else the first bundled checkpoint (every recipe has the same model; only the loss differs)."""
+    folders = folders if folders is not None else bundled()
+    return next((p for p in folders if p.name == CONTROL_ARCHITECTURE), folders[0])
+
+
+def _card_conditions(spec: str, output: Path | None, **kw) -> list:
+    """``api.evaluate`` of the demo suite on the CPU with one thread and seed 0 (the card conditions)."""
     import torch
 
     from sparc_eval.api import evaluate
@@ -100,13 +120,33 @@ def evaluate_bundled(path: Path, output: Path | None = None) -> dict[str, dict]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        evals = evaluate(f"sparc:{path}", suite="demo", model_name=path.name, device="cpu", seed=0,
-                         output=output or REPO / "results" / "cards", write=output is not None, progress=False,
-                         log=lambda m: None, overwrite=True)
+        return evaluate(spec, suite="demo", device="cpu", seed=0, output=output or REPO / "results" / "cards",
+                        write=output is not None, progress=False, log=lambda m: None, overwrite=True, **kw)
     finally:
         torch.set_num_threads(threads)
+
+
+def evaluate_bundled(path: Path, output: Path | None = None) -> dict[str, dict]:
+    """Demo-suite metrics of one bundled checkpoint under the card's conditions (CPU, 1 thread, seed 0),
+    written to ``output`` when given (role ``model``, seed group the card's ``method``)."""
+    card = json.loads((path / "card.json").read_text())
+    evals = _card_conditions(f"sparc:{path}", output, model_name=path.name, seed_group=card.get("method", path.name))
     return {e.task: {"metrics": e.metrics, "main_metric": e.main_metric, "n": e.result["dataset"]["n_used"],
                      "interval": e.result.get("intervals", {}).get(e.main_metric)} for e in evals}
+
+
+def demo_results(output: Path, folders: list[Path] | None = None) -> dict[str, dict[str, dict]]:
+    """Every bundled checkpoint and the untrained control on the demo suite under the card conditions, written
+    to ``output/<name>/``; returns each checkpoint's ``evaluate_bundled`` results by folder name."""
+    folders = folders if folders is not None else bundled()
+    results = {}
+    for folder in folders:
+        print(f"evaluating {folder.name} on the demo suite")
+        results[folder.name] = evaluate_bundled(folder, output)
+    print("evaluating the untrained control on the demo suite")
+    _card_conditions(CONTROL_SPEC, output, pretrained=str(control_architecture(folders)), model_name="untrained",
+                     role="control")
+    return results
 
 
 def _table(results: dict[str, dict]) -> str:
@@ -151,13 +191,14 @@ Regenerate this table with `python tools/checkpoints.py cards`.
 def cards() -> None:
     from sparc_eval.fileio import atomic_write_json, atomic_write_text
 
-    for folder in sorted(p for p in CHECKPOINTS.iterdir() if (p / "card.json").is_file()):
+    results = demo_results(CARD_RESULTS)
+    for folder in bundled():
         card = json.loads((folder / "card.json").read_text())
         card.setdefault("method", card["name"])  # cards written before seed groups: a group of one
-        print(f"evaluating {folder.name} on the demo suite")
-        card["results"] = evaluate_bundled(folder)
+        card["results"] = results[folder.name]
         atomic_write_json(folder / "card.json", card)
         atomic_write_text(folder / "README.md", _card_text(card, _table(card["results"])))
+    print(f"wrote the cards and {CARD_RESULTS.relative_to(REPO)}/; now: python tools/readme_blocks.py --demo")
 
 
 def main() -> None:

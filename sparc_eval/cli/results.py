@@ -34,13 +34,16 @@ def _write_report(path: Path | None, render: Callable[[], str]) -> None:
               help="Format printed on stdout when no --output is given.")
 @click.option("--suite", metavar="NAME", help="Columns and groups of a suite (tasks/suites/NAME.yaml).")
 @INCLUDE
-@click.option("--baseline", "baseline_model", metavar="MODEL", help="Show differences to this model of the results.")
+@click.option("--baseline", "baseline_model", metavar="MODEL",
+              help="Show differences to this model, or to this seed group (mean over its seeds; the seed table then "
+                   "tests each other group's difference to it).")
 @click.option("--title", help="Title of the board (default: Leaderboard[: SUITE]).")
 @click.option("--digits", default=1, show_default=True, type=click.IntRange(0, 6), help="Decimals shown.")
 @click.option("--long", "long_csv", is_flag=True,
               help="CSV output as one row per model x task x metric (value, interval, n, chance, kind).")
 def leaderboard(results, outputs, fmt, suite, include, baseline_model, title, digits, long_csv) -> None:
-    """Model x task table of RESULTS folders: group means, ranks, best marks, intervals, deltas.
+    """Model x task table of RESULTS folders: group means, ranks, best marks, intervals, deltas, chance marks,
+    roles, and a table of seed groups (mean ± sd over seeds, method differences).
 
     \b
     sparc-eval leaderboard results/ -o leaderboard.html -o leaderboard.md
@@ -124,23 +127,35 @@ def check(ctx, results, baseline_file, tolerances, tolerance, metrics, maps, jun
 
 
 @click.command()
-@click.argument("a", type=click.Path(path_type=Path))
-@click.argument("b", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--a", "a_name", metavar="NAME", help="Side A: this model or seed group of the results.")
+@click.option("--b", "b_name", metavar="NAME", help="Side B: this model or seed group of the results.")
 @click.option("--metrics", default="main", show_default=True, help="main, all, or a comma-separated list.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as JSON.")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown table.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the paired bootstrap.")
-def compare(a, b, metrics, json_out, markdown, seed) -> None:
-    """Paired differences B - A of two result sets (folders or files), with 95% intervals and p-values.
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the bootstrap.")
+def compare(paths, a_name, b_name, metrics, json_out, markdown, seed) -> None:
+    """Differences B - A of two result sets (A B: folders or files; or one folder with --a and --b naming
+    models or seed groups in it), with 95% intervals and Holm-adjusted p-values. A side holding several
+    seeds of one method (a seed group) is compared as a method: mean ± sd over seeds, and an interval
+    over images and seeds.
 
     \b
     sparc-eval compare results/modelA results/modelB --metrics all
+    sparc-eval compare results/demo --a shapes-clip --b shapes-sparc       # seed groups
     """
+    from ..errors import ResultsError
     from ..results.collect import collect
     from ..results.compare import compare as run_compare
     from ..results.compare import comparison_json, comparison_markdown, print_comparison
 
-    rows = run_compare(collect([a], warn=log), collect([b], warn=log), _metrics_option(metrics), seed, warn=log)
+    if len(paths) > 2:
+        raise ResultsError(f"compare takes A and B (two result sets) or one folder with --a/--b, got {len(paths)} paths")
+    if len(paths) == 1 and not (a_name and b_name):
+        raise ResultsError("compare with one results folder needs --a NAME and --b NAME (models or seed groups in it)")
+    a = collect([paths[0]], warn=log)
+    b = a if len(paths) == 1 else collect([paths[1]], warn=log)
+    rows = run_compare(a, b, _metrics_option(metrics), seed, warn=log, a_name=a_name, b_name=b_name)
     print_comparison(rows)
     _write_report(json_out, lambda: comparison_json(rows))
     _write_report(markdown, lambda: comparison_markdown(rows))

@@ -88,6 +88,11 @@ def _models(specs, pretrained, names, models_file: Path | None) -> list[tuple[st
               help="Precision of embeddings stored in the cache (fp16 halves it for very large sets).")
 @click.option("--allow-outside-root", is_flag=True,
               help="Read annotation paths that point outside the dataset folder (absolute or with '..').")
+@click.option("--role", type=click.Choice(["model", "control", "reference"]), default="model", show_default=True,
+              help="What the model's rows are for: a model under evaluation (ranked), a control that should sit at "
+                   "chance (e.g. untrained weights), or a reference such as an oracle.")
+@click.option("--seed-group", metavar="NAME",
+              help="Method this model is one training seed of (default: a sparc: checkpoint card's method).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")
 def run(model_specs, pretrained_list, name_list, models_file, offline, tasks, no_cache, resolution, interpolation,
         crop, shard, allow_outside_root, quiet, **options) -> None:

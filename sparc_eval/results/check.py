@@ -29,7 +29,9 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError, ResultsError
+from ..metrics.controls import holm
 from .baseline import Baseline
+from .chance import artifact_flags, artifact_text, entry_status, is_control_metric, no_skill
 from .collect import Collection, Entry, pick
 from .leaderboard import metric_direction
 from .paired import Difference, differences, select_metrics
@@ -53,8 +55,10 @@ class Rule:
         return self.per_metric.get(metric, self.tolerance)
 
     def select(self, entry: Entry) -> list[str]:
-        """The metrics of the baseline ``entry`` to gate (see ``paired.select_metrics``)."""
-        return select_metrics(entry, self.metrics)
+        """The metrics of the baseline ``entry`` to gate (see ``paired.select_metrics``; ``all`` without the
+        control metrics)."""
+        keys = select_metrics(entry, self.metrics)
+        return [k for k in keys if not is_control_metric(k)] if self.metrics == "all" else keys
 
 
 @dataclass
@@ -223,8 +227,24 @@ def _metric_rows(base: Entry, cur: Entry, sums, rule: Rule, seed: int, warnings:
             status, note = "unchanged", "beyond tolerance but within the noise (the 95% interval includes 0)"
         if d.method == "none":
             note += "; no noise estimate (no per-sample records or intervals)"
+        if status in ("regressed", "improved") and no_skill(entry_status(base, k)) and no_skill(entry_status(cur, k)):
+            status, note = "unchanged", "both at or below chance: not a change in skill"
         rows.append(CheckRow(status, base.model, base.task, k, b, c, d, tol, hib, note))
     return rows
+
+
+def _holm(rows: list[CheckRow]) -> int:
+    """Turn regressions and improvements whose p-value does not survive Holm's correction over every compared
+    metric with a noise estimate into *unchanged*; returns the number of comparisons."""
+    tested = [r for r in rows if r.difference is not None and r.difference.has_noise and not math.isnan(r.difference.p_value)]
+    if not tested:
+        return 0
+    for r, p in zip(tested, holm([r.difference.p_value for r in tested])):
+        if r.status in ("regressed", "improved") and p > 0.05:
+            r.message = (f"beyond tolerance, but not significant after Holm's correction over {len(tested)} compared "
+                         f"metrics (adjusted p = {p:.3f})")
+            r.status = "unchanged"
+    return len(tested)
 
 
 def _unused_metrics(rules: Rules, baseline: Baseline) -> list[str]:
@@ -288,7 +308,10 @@ def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = 
         rows.append(CheckRow("new", *key, metric=e.main_metric, current=e.value(),
                              higher_is_better=metric_direction(e.main_metric)[0],
                              message=f"{e.label} is not in the baseline"))
+    _holm(rows)
     warnings += _unused_metrics(rules, baseline)
+    flagged = {e.task: artifact_flags(e) for e in current.values() if artifact_flags(e)}
+    warnings += [f"warning: {artifact_text(t, cats)}" for t, cats in sorted(flagged.items())]
     order = {s: i for i, s in enumerate(STATUSES)}
     rows.sort(key=lambda r: (order[r.status], r.model, r.task, r.metric))
     return CheckReport(rows, baseline, warnings)

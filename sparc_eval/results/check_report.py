@@ -91,7 +91,8 @@ def markdown_summary(report: CheckReport, digits: int = 2) -> str:
     out = [f"### {icon} sparc-eval {md(report.summary())}", "",
            (f"Baseline {markdown_code(report.baseline.path.name)} (created {md(report.baseline.created or '?')}, "
             f"{len(report.baseline.entries)} results). Noise: {md(_noise_text(report))}. A metric regresses only "
-            f"when the change exceeds its tolerance and its 95% interval excludes 0."), ""]
+            f"when the change exceeds its tolerance, its 95% interval excludes 0 and its p-value survives Holm's "
+            f"correction over the compared metrics; never between two values at or below chance."), ""]
     notable = [r for r in report.rows if r.status != "unchanged"]
     quiet = [r for r in report.rows if r.status == "unchanged"]
     if notable:

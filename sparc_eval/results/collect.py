@@ -50,6 +50,16 @@ class Entry:
         return str(self.record.task.name)
 
     @property
+    def role(self) -> str:
+        """``model``, ``control`` or ``reference`` (``schema.ROLES``)."""
+        return self.record.role
+
+    @property
+    def seed_group(self) -> str | None:
+        """The method this result is one training seed of (None: not part of a seed group)."""
+        return self.record.seed_group
+
+    @property
     def version(self) -> object:
         return self.record.task.version
 

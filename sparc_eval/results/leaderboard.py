@@ -10,9 +10,20 @@ LaTeX, HTML) only format. Decisions made here:
   Lower-is-better main metrics (CHAIR) are left out of an aggregate that also holds
   higher-is-better ones, and a note says so; so are suite tasks that nobody has results for (their
   column stays, empty). A group's chance level is the mean of its tasks'.
+- Rows have the role their results store (``model``, ``control``, ``reference``): models first, then
+  controls (e.g. the untrained architecture, which should sit at chance), then references (e.g. the
+  ground-truth oracle). Only models are ranked and marked best.
 - Rank by ``Average`` (by the task itself when the board has one task), direction-aware; ties share
   the lower rank; models without a value are unranked. The best value of each column is marked.
   Values that agree to ``TIE_DECIMALS`` (9) decimals tie, for the rank and the best mark alike.
+- Chance: each task cell is *at chance* or *below chance* when its interval covers the chance level
+  its result stores, or lies wholly on the worse side of it (``results.chance``); the renderers mark
+  both. Columns of probes with categories a text-only classifier solves (``artifact_acc``) are flagged.
+- Seed groups (results naming a ``seed_group``): a second table of mean ± sd over seeds, and, when
+  ``baseline`` names a seed group, each other group's method difference per task with its interval
+  (``results.seeds``), marked significant after Holm's correction over the table's differences and
+  never when both groups are at or below chance. ``baseline`` may name a model or a seed group (deltas
+  of the main table are then to the group's mean).
 - Partial (``--limit``) results form their own table: no rank, no best marks, deltas only against
   the baseline model's own partial results.
 - Flags: several results for one (model, task) that differ (task version, config hash, dataset or
@@ -33,7 +44,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ResultsError, UnknownNameError
+from ..metrics.controls import holm, significant
+from .chance import artifact_flags, artifact_text, entry_status
 from .collect import Collection, Entry, Key, pick
+from .schema import ROLES
+from .seeds import GroupStat, MethodDifference, group_no_skill, group_stat, method_difference, seed_groups
 
 AVERAGE = "average"
 TIE_DECIMALS = 9
@@ -53,6 +68,7 @@ class Column:
     members: list[str] = field(default_factory=list)
     version: object = None
     description: str = ""
+    artifact: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +84,7 @@ class Grid:
     delta: np.ndarray | None
     rank: np.ndarray
     n_tasks: np.ndarray
+    status: np.ndarray
 
 
 @dataclass
@@ -85,10 +102,15 @@ class Table:
     n_tasks: pd.Series
     flags: dict[Key, list[str]]
     entries: dict[Key, Entry]
+    roles: dict[str, str] = field(default_factory=dict)
+    status: pd.DataFrame | None = None
 
     @cached_property
     def models(self) -> list[str]:
         return list(self.values.index)
+
+    def role(self, model: str) -> str:
+        return self.roles.get(model, "model")
 
     @cached_property
     def grid(self) -> Grid:
@@ -97,7 +119,9 @@ class Table:
 
         return Grid(arr(self.values), arr(self.lo), arr(self.hi), arr(self.n_used), arr(self.n_total),
                     self.best.to_numpy(dtype=bool), arr(self.delta) if self.delta is not None else None,
-                    self.rank.to_numpy(dtype=float), self.n_tasks.to_numpy(dtype=int))
+                    self.rank.to_numpy(dtype=float), self.n_tasks.to_numpy(dtype=int),
+                    self.status.to_numpy(dtype=object) if self.status is not None
+                    else np.full(self.values.shape, None, dtype=object))
 
 
 @dataclass
@@ -111,6 +135,7 @@ class Board:
     baseline: str | None = None
     suite: str | None = None
     notes: list[str] = field(default_factory=list)
+    seeds: SeedTable | None = None
 
     @property
     def task_columns(self) -> list[Column]:
@@ -119,6 +144,30 @@ class Board:
     @property
     def aggregate_columns(self) -> list[Column]:
         return [c for c in self.columns if c.kind != "task"]
+
+
+@dataclass
+class SeedRow:
+    """One seed group of the seed table: per column key, the mean ± sd over its seeds and, against the
+    baseline group (task columns), the method difference, its Holm-adjusted p-value and whether it is
+    significant."""
+
+    group: str
+    models: list[str]
+    stats: dict[str, GroupStat]
+    diff: dict[str, MethodDifference] = field(default_factory=dict)
+    p_holm: dict[str, float] = field(default_factory=dict)
+    significant: dict[str, bool] = field(default_factory=dict)
+    delta: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SeedTable:
+    """Seed groups of the full runs (``results.seeds``); ``baseline`` is the group differences are to."""
+
+    rows: list[SeedRow]
+    baseline: str | None = None
+    n_tests: int = 0
 
 
 def metric_direction(key: str) -> tuple[bool, str, float | None, bool]:
@@ -181,7 +230,7 @@ def _task_columns(tasks: Sequence[str], refs: Mapping[str, Entry], notes: list[s
                          f"treated as higher-is-better")
         own = ref.chance()
         cols.append(Column(t, t, "task", hib, ref.main_metric, unit, own if own is not None else chance,
-                           version=ref.version))
+                           version=ref.version, artifact=artifact_flags(ref)))
     return cols
 
 
@@ -214,15 +263,25 @@ def _groups(tasks: Sequence[str], refs: Mapping[str, Entry], suite) -> dict[str,
     return {g: members for g, members in sorted(groups.items()) if len(members) > 1}
 
 
+def _role(entries: Sequence[Entry]) -> str:
+    """The role of a model's row: the one most of its results store (``model`` on a tie)."""
+    counts = Counter(e.role for e in entries)
+    top = max(counts.values())
+    return next(r for r in ROLES if counts.get(r) == top)
+
+
 def _table(kept: Mapping[Key, Entry], columns: Sequence[Column], refs: Mapping[str, Entry],
-           current: Mapping[str, object], conflicts, ranked: bool, baseline: str | None) -> Table:
+           current: Mapping[str, object], conflicts, ranked: bool, baseline: str | None,
+           baseline_members: Sequence[str] = ()) -> Table:
     tasks = [c for c in columns if c.kind == "task"]
     models = sorted({m for m, _ in kept}, key=lambda m: (m.lower(), m))
+    roles = {m: _role([e for (mm, _), e in kept.items() if mm == m]) for m in models}
     vals: dict[str, dict[str, float]] = {m: {} for m in models}
     lo: dict[str, dict[str, float]] = {m: {} for m in models}
     hi: dict[str, dict[str, float]] = {m: {} for m in models}
     n_used: dict[str, dict[str, float]] = {m: {} for m in models}
     n_total: dict[str, dict[str, float]] = {m: {} for m in models}
+    states: dict[str, dict[str, object]] = {m: {} for m in models}
     flags: dict[Key, list[str]] = {}
     entries: dict[Key, Entry] = {}
     for c in tasks:
@@ -235,6 +294,7 @@ def _table(kept: Mapping[Key, Entry], columns: Sequence[Column], refs: Mapping[s
             iv = e.interval(c.metric)
             if iv:
                 lo[m][c.key], hi[m][c.key] = iv
+            states[m][c.key] = entry_status(e, c.metric)
             n_used[m][c.key] = float(e.dataset.n_used or math.nan)
             n_total[m][c.key] = float(e.dataset.n_total or math.nan)
             reasons = [imported_note(e)] if e.imported else _stale_reasons(e, refs[c.key], current.get(c.key))
@@ -259,18 +319,26 @@ def _table(kept: Mapping[Key, Entry], columns: Sequence[Column], refs: Mapping[s
     n_tasks = frame[[c.key for c in tasks]].notna().sum(axis=1)
     tied = frame.round(TIE_DECIMALS)
     rank_col = next((c for c in columns if c.key == AVERAGE), tasks[0] if len(tasks) == 1 else None)
+    rankable = [m for m in models if roles[m] == "model"]
     if ranked and rank_col is not None:
-        rank = tied[rank_col.key].rank(ascending=not rank_col.higher_is_better, method="min")
+        rank = tied.loc[rankable, rank_col.key].rank(ascending=not rank_col.higher_is_better, method="min")
+        rank = rank.reindex(models)
     else:
         rank = pd.Series(np.nan, index=models)
-    order = sorted(models, key=lambda m: (math.isnan(rank[m]), rank[m] if not math.isnan(rank[m]) else 0, m.lower(), m))
+    role_order = {r: i for i, r in enumerate(ROLES)}
+    order = sorted(models, key=lambda m: (role_order[roles[m]], math.isnan(rank[m]),
+                                          rank[m] if not math.isnan(rank[m]) else 0, m.lower(), m))
     best = pd.DataFrame(False, index=models, columns=keys)
     if ranked:
         for c in columns:
-            s = tied[c.key]
+            s = tied.loc[rankable, c.key]
             if s.notna().sum() >= 2:
-                best[c.key] = (s == (s.max() if c.higher_is_better else s.min())).to_numpy()
-    delta = frame.sub(frame.loc[baseline], axis=1) if baseline is not None and baseline in models else None
+                best.loc[rankable, c.key] = (s == (s.max() if c.higher_is_better else s.min())).to_numpy()
+    delta = None
+    if baseline is not None and baseline in models:
+        delta = frame.sub(frame.loc[baseline], axis=1)
+    elif baseline_members and all(m in models for m in baseline_members):
+        delta = frame.sub(frame.loc[list(baseline_members)].mean(axis=0, skipna=False), axis=1)
 
     def reorder(df: pd.DataFrame) -> pd.DataFrame:
         return df.reindex(index=order, columns=keys)
@@ -278,17 +346,69 @@ def _table(kept: Mapping[Key, Entry], columns: Sequence[Column], refs: Mapping[s
     def from_dict(d: dict) -> pd.DataFrame:
         return reorder(pd.DataFrame.from_dict(d, orient="index").reindex(columns=keys).astype(float))
 
+    status = pd.DataFrame.from_dict(states, orient="index").reindex(index=order, columns=keys).astype(object)
+    status = status.where(status.notna(), None)
     return Table(values=reorder(frame), lo=from_dict(lo), hi=from_dict(hi), n_used=from_dict(n_used),
                  n_total=from_dict(n_total), best=reorder(best), delta=reorder(delta) if delta is not None else None,
-                 rank=rank.reindex(order), n_tasks=n_tasks.reindex(order), flags=flags, entries=entries)
+                 rank=rank.reindex(order), n_tasks=n_tasks.reindex(order), flags=flags, entries=entries,
+                 roles=roles, status=status)
+
+
+def _seed_table(entries: Sequence[Entry], columns: Sequence[Column], full: Table, baseline: str | None,
+                seed: int) -> SeedTable | None:
+    """Mean ± sd over the seeds of every seed group with results in the full table, and the method
+    differences to the ``baseline`` group (task columns), Holm-adjusted over the whole table."""
+    groups = seed_groups(e for e in entries if e.model in full.roles)
+    if not groups:
+        return None
+    by_col = {c.key: c for c in columns}
+    rows = []
+    for name, per_task in sorted(groups.items(), key=lambda kv: (kv[0] != baseline, kv[0].lower(), kv[0])):
+        models = sorted({e.model for es in per_task.values() for e in es})
+        stats = {t: group_stat(es, by_col[t].metric) for t, es in per_task.items() if t in by_col and by_col[t].metric}
+        for c in columns:
+            if c.kind != "task":
+                vals = full.values.loc[models, c.key].to_numpy(dtype=float)
+                stats[c.key] = GroupStat([float(v) for v in vals], models)
+        rows.append(SeedRow(name, models, stats))
+    table = SeedTable(rows, baseline if baseline in groups else None)
+    if table.baseline is None:
+        return table
+    base = groups[table.baseline]
+    base_row = rows[0]
+    tests: dict[tuple[str, str], float] = {}
+    for row in rows[1:]:
+        per_task = groups[row.group]
+        for c in columns:
+            if c.key in row.stats and c.key in base_row.stats:
+                row.delta[c.key] = row.stats[c.key].mean - base_row.stats[c.key].mean
+            if c.kind == "task" and c.key in per_task and c.key in base:
+                d = method_difference(base[c.key], per_task[c.key], c.metric, seed)
+                row.diff[c.key] = d
+                if d.has_noise:
+                    tests[(row.group, c.key)] = d.p_value
+    adjusted = holm(tests) if tests else {}
+    table.n_tests = len(tests)
+    for row in rows[1:]:
+        per_task = groups[row.group]
+        for key, d in row.diff.items():
+            if (row.group, key) not in adjusted:
+                continue
+            p = adjusted[(row.group, key)]
+            row.p_holm[key] = p
+            metric = by_col[key].metric
+            row.significant[key] = p <= 0.05 and significant(d.interval, group_no_skill(base[key], metric),
+                                                            group_no_skill(per_task[key], metric))
+    return table
 
 
 def build(source: Collection | Sequence[Entry], *, suite=None, baseline: str | None = None, title: str | None = None,
-          current_versions: Mapping[str, object] | None = None) -> Board:
+          current_versions: Mapping[str, object] | None = None, seed: int = 0) -> Board:
     """The leaderboard of ``source`` (a ``Collection`` or entries).
 
     ``suite``: a ``tasks.Suite`` fixing the task columns (in its order) and groups; results of other
-    tasks are left out (noted). ``baseline``: a model name of the results, for deltas.
+    tasks are left out (noted). ``baseline``: a model name or a seed group of the results, for deltas
+    (``seed``: of the seed groups' bootstrap).
     ``current_versions``: ``{task: version}`` of the task YAMLs now (see ``tasks.task_versions``).
     """
     entries = source.entries if isinstance(source, Collection) else list(source)
@@ -330,14 +450,22 @@ def build(source: Collection | Sequence[Entry], *, suite=None, baseline: str | N
     columns = aggregates + task_cols
     current = dict(current_versions or {})
     models = {m for m, _ in kept_full}
+    members: list[str] = []
     if baseline is not None and baseline not in models:
-        raise UnknownNameError("baseline model", baseline, sorted(models))
+        members = sorted({e.model for e in kept_full.values() if e.seed_group == baseline})
+        if not members:
+            groups = {e.seed_group for e in kept_full.values() if e.seed_group}
+            raise UnknownNameError("baseline model or seed group", baseline, sorted(models | groups))
     for c in conflicts_full + conflicts_part:
         if c.kind == "duplicate":
             notes.append(f"{c.kept.model} / {c.kept.task}: {c.describe()}")
-    full = _table(kept_full, columns, refs_full, current, conflicts_full, True, baseline)
-    partial = (_table(kept_part, columns, refs_part, current, conflicts_part, False, baseline)
+    full = _table(kept_full, columns, refs_full, current, conflicts_full, True, baseline, members)
+    partial = (_table(kept_part, columns, refs_part, current, conflicts_part, False, baseline, members)
                if kept_part else None)
+    for c in task_cols:
+        if c.artifact:
+            notes.append(artifact_text(c.key, c.artifact))
+    seeds = _seed_table(list(kept_full.values()), columns, full, baseline, seed) if full.models else None
     default_title = "Leaderboard" + (f": {suite.name}" if suite is not None else "")
     return Board(title or default_title, columns, full, partial, baseline,
-                 suite.name if suite is not None else None, notes)
+                 suite.name if suite is not None else None, notes, seeds)

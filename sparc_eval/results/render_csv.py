@@ -1,8 +1,9 @@
 """CSV rendering of a leaderboard: one wide row per model (as open_clip's results CSV), machine-readable.
 
-Columns: ``table`` (full / partial / chance), ``rank``, ``model``, ``tasks``, then per board column its
-key (``average``, ``group:<name>``, task name) with the value; task columns add ``<task> lo``,
-``<task> hi`` (95% interval) and ``<task> n``; with a baseline, ``<key> delta``; last ``flags``.
+Columns: ``table`` (full / partial / chance), ``rank``, ``model``, ``role`` (model, control, reference),
+``tasks``, then per board column its key (``average``, ``group:<name>``, task name) with the value; task
+columns add ``<task> lo``, ``<task> hi`` (95% interval), ``<task> n`` and ``<task> vs chance`` (at
+chance, below chance, above chance); with a baseline, ``<key> delta``; last ``flags``.
 Numbers at full precision, empty when missing; text cells are guarded against spreadsheet formulas.
 
 ``render_long_csv``: one row per model x task x metric (what ``clip_benchmark build`` users load into
@@ -18,11 +19,11 @@ from .leaderboard import Board, Table
 
 
 def _header(board: Board) -> list[str]:
-    head = ["table", "rank", "model", "tasks"]
+    head = ["table", "rank", "model", "role", "tasks"]
     for c in board.columns:
         head.append(c.key)
         if c.kind == "task":
-            head += [f"{c.key} lo", f"{c.key} hi", f"{c.key} n"]
+            head += [f"{c.key} lo", f"{c.key} hi", f"{c.key} n", f"{c.key} vs chance"]
         if board.baseline is not None:
             head.append(f"{c.key} delta")
     return [csv_text(h) for h in head] + ["flags"]
@@ -35,11 +36,11 @@ def _rows(board: Board, table: Table, name: str) -> list[list[str]]:
     for (m, col), reasons in table.flags.items():
         flags_of.setdefault(m, []).append(f"{col}: {'; '.join(reasons)}")
     for i, m in enumerate(table.models):
-        row = [name, exact(g.rank[i]), csv_text(m), str(g.n_tasks[i])]
+        row = [name, exact(g.rank[i]), csv_text(m), table.role(m), str(g.n_tasks[i])]
         for j, c in enumerate(board.columns):
             row.append(exact(g.values[i, j]))
             if c.kind == "task":
-                row += [exact(g.lo[i, j]), exact(g.hi[i, j]), exact(g.n_used[i, j])]
+                row += [exact(g.lo[i, j]), exact(g.hi[i, j]), exact(g.n_used[i, j]), g.status[i, j] or ""]
             if board.baseline is not None:
                 row.append(exact(g.delta[i, j]) if g.delta is not None else "")
         flags = flags_of.get(m, [])
@@ -53,10 +54,10 @@ def render_csv(board: Board, digits: int = 1) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(_header(board))
     w.writerows(_rows(board, board.full, "full"))
-    chance = ["chance", "", "", ""]
+    chance = ["chance", "", "", "", ""]
     for c in board.columns:
         chance.append(exact(c.chance))
-        chance += ["", "", ""] if c.kind == "task" else []
+        chance += ["", "", "", ""] if c.kind == "task" else []
         chance += [""] if board.baseline is not None else []
     w.writerow(chance + [""])
     if board.partial is not None:
@@ -65,11 +66,13 @@ def render_csv(board: Board, digits: int = 1) -> str:
 
 
 LONG_HEAD = ("table", "model", "task", "metric", "value", "lo", "hi", "n", "n_total", "chance", "higher_is_better",
-             "unit", "main", "kind", "spec", "pretrained", "task_version", "flags")
+             "unit", "main", "kind", "spec", "pretrained", "task_version", "flags", "role", "seed_group", "vs_chance",
+             "control")
 
 
 def render_long_csv(board: Board, digits: int = 1) -> str:
     """The results behind the board, one row per (model, task, metric); full runs, then partial ones."""
+    from .chance import entry_status, is_control_metric
     from .leaderboard import metric_direction
 
     buf = io.StringIO()
@@ -89,5 +92,7 @@ def render_long_csv(board: Board, digits: int = 1) -> str:
                             exact(iv[0]) if iv else "", exact(iv[1]) if iv else "", exact(r.dataset.n_used),
                             exact(r.dataset.n_total), exact(e.chance(key)), str(hib).lower(), csv_text(unit),
                             str(key == r.main_metric).lower(), r.kind, csv_text(r.model.spec or ""),
-                            csv_text(r.model.pretrained or ""), version, csv_text(flags)])
+                            csv_text(r.model.pretrained or ""), version, csv_text(flags), r.role,
+                            csv_text(r.seed_group or ""), entry_status(e, key) or "",
+                            str(is_control_metric(key)).lower()])
     return buf.getvalue()

@@ -12,10 +12,12 @@ import html
 import math
 from importlib import resources
 
+from .chance import LEGEND as CHANCE_LEGEND
+from .chance import MARKS as CHANCE_MARKS
 from .collect import Entry
 from .formatting import arrow, exact, interval, missing, num, signed
 from .leaderboard import Board, Column, Table
-from .render_markdown import describe_column
+from .render_markdown import ROLE_LABELS, describe_column, seed_legend
 
 
 def esc(text: object) -> str:
@@ -51,7 +53,8 @@ def _board_table(board: Board, table: Table, digits: int, partial: bool, table_i
     for c in board.columns:
         link = f' <a class="detail" href="#{ids[c.key]}" title="details">details</a>' if c.kind == "task" else ""
         what = c.metric if c.kind == "task" else "mean"
-        extra = f'{link}<span class="metric">{esc(what or "")} {arrow(c.higher_is_better)}</span>'
+        flag = (f'<span class="artifact" title="{esc(describe_column(c, digits))}">⚑</span>' if c.artifact else "")
+        extra = f'{flag}{link}<span class="metric">{esc(what or "")} {arrow(c.higher_is_better)}</span>'
         head.append(_sort_header(c.label, cls=c.kind, hib=c.higher_is_better, title=describe_column(c, digits),
                                  extra=extra))
     out = [f'<div class="scroll"><table class="board sortable" id="{table_id}">', "<thead><tr>" + "".join(head)
@@ -64,11 +67,14 @@ def _board_table(board: Board, table: Table, digits: int, partial: bool, table_i
             rank = g.rank[i]
             cells.append(f'<td data-v="{exact(rank)}">{"–" if missing(rank) else int(rank)}</td>')
         badge = '<span class="badge">baseline</span>' if m == board.baseline else ""
+        role = table.role(m)
+        if role in ROLE_LABELS:
+            badge += f'<span class="badge role">{esc(ROLE_LABELS[role])}</span>'
         cells.append(f'<td class="text model" title="{esc(m)}" data-v="{esc(m)}">{esc(m)}{badge}</td>')
         cells.append(f'<td data-v="{g.n_tasks[i]}">{g.n_tasks[i]}/{n_tasks}</td>')
         for j, c in enumerate(board.columns):
             cells.append(_cell(board, table, i, j, c, digits, partial))
-        out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append(f'<tr class="role-{esc(role)}">' + "".join(cells) + "</tr>")
     out.append("</tbody>")
     if not partial:
         chance = ['<td></td>', '<td class="text">chance</td>', "<td></td>"]
@@ -88,6 +94,9 @@ def _cell(board: Board, table: Table, i: int, j: int, c: Column, digits: int, pa
     iv = interval(g.lo[i, j], g.hi[i, j], digits)
     if iv:
         body += f'<span class="ci">{iv}</span>'
+    state = g.status[i, j]
+    if state in CHANCE_MARKS:
+        body += f'<span class="chance-mark" title="{esc(CHANCE_LEGEND)}">{CHANCE_MARKS[state]} {esc(state)}</span>'
     if partial and c.kind == "task" and not missing(g.n_used[i, j]):
         total = g.n_total[i, j]
         body += f'<span class="n">n={int(g.n_used[i, j])}{"" if missing(total) else f"/{int(total)}"}</span>'
@@ -183,6 +192,42 @@ def _details(c: Column, rows: list[DetailRow], anchor: str, digits: int) -> list
     return out + ["</tbody></table></div></details>"]
 
 
+def _seed_section(board: Board, digits: int) -> list[str]:
+    seeds = board.seeds
+    if seeds is None:
+        return []
+    head = [_sort_header("Seed group", cls="text", text=True), _sort_header("Seeds")]
+    head += [_sort_header(c.label, cls=c.kind, hib=c.higher_is_better, title=describe_column(c, digits))
+             for c in board.columns]
+    out = ['<section id="seeds"><h2>Seed groups</h2>', f'<p class="muted">{esc(seed_legend(seeds))}</p>',
+           '<div class="scroll"><table class="board sortable">', "<thead><tr>" + "".join(head) + "</tr></thead><tbody>"]
+    for row in seeds.rows:
+        badge = '<span class="badge">baseline</span>' if row.group == seeds.baseline else ""
+        cells = [f'<td class="text model" title="{esc(", ".join(row.models))}" data-v="{esc(row.group)}">'
+                 f'{esc(row.group)}{badge}</td>', f'<td data-v="{len(row.models)}">{len(row.models)}</td>']
+        for c in board.columns:
+            stat = row.stats.get(c.key)
+            if stat is None or not stat.n or missing(stat.mean):
+                cells.append(f'<td class="{c.kind}" data-v="">–</td>')
+                continue
+            body = f"{num(stat.mean, digits)} ± {num(stat.sd, digits)}"
+            d = row.diff.get(c.key)
+            if d is not None:
+                iv = d.interval
+                sig = row.significant.get(c.key)
+                title = (f"{d.method}; p = {d.p_value:.3g}, Holm-adjusted {row.p_holm.get(c.key, float('nan')):.3g}"
+                         if iv is not None else d.note)
+                text = signed(d.diff, digits) + (f" {interval(iv[0], iv[1], digits)}{'ᵗ' if d.shown == 't' else 'ᵇ'}"
+                                                 if iv is not None else "")
+                body += (f'<span class="delta{" sig" if sig else ""}" title="{esc(title)}">{esc(text)}'
+                         f'{"*" if sig else ""}</span>')
+            elif c.key in row.delta:
+                body += f'<span class="delta">{signed(row.delta[c.key], digits)}</span>'
+            cells.append(f'<td class="{c.kind}" data-v="{exact(stat.mean)}">{body}</td>')
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return out + ["</tbody></table></div></section>"]
+
+
 def render_html(board: Board, digits: int = 1) -> str:
     """The board as one HTML page with inline CSS and JS (no external resources)."""
     css, js = _asset("leaderboard.css"), _asset("leaderboard.js")
@@ -192,13 +237,15 @@ def render_html(board: Board, digits: int = 1) -> str:
         meta += f" · suite {esc(board.suite)}"
     if board.baseline is not None:
         meta += f" · differences to the baseline {esc(board.baseline)}"
-    meta += (" · cells: main metric with its 95% interval; green: best in column; † flagged (hover for the reason);"
-             " click a header to sort")
+    meta += (" · cells: main metric with its 95% interval; green: best in column (models only; control and reference "
+             "rows in italics, unranked); † flagged (hover for the reason); ⚑ probe categories a text-only classifier "
+             f"solves; {esc(CHANCE_LEGEND)}; click a header to sort")
     charts = board.aggregate_columns or board.task_columns
     flags = [(m, col, r, "") for (m, col), r in board.full.flags.items()]
     if board.partial is not None:
         flags += [(m, col, r, " (partial)") for (m, col), r in board.partial.flags.items()]
-    nav = ['<a href="#board">Table</a>', '<a href="#charts">Charts</a>', '<a href="#details">Task details</a>']
+    nav = ['<a href="#board">Table</a>'] + (['<a href="#seeds">Seed groups</a>'] if board.seeds is not None else [])
+    nav += ['<a href="#charts">Charts</a>', '<a href="#details">Task details</a>']
     nav += ['<a href="#partial">Partial runs</a>'] if board.partial is not None else []
     nav += ['<a href="#flags">Flags</a>'] if flags else []
     nav += ['<a href="#notes">Notes</a>'] if board.notes else []
@@ -212,7 +259,7 @@ def render_html(board: Board, digits: int = 1) -> str:
         out += _board_table(board, board.full, digits, False, "board-table")
     else:
         out.append("<p>No full runs: every result is partial (see below).</p>")
-    out += ["</section>", '<section id="charts"><h2>Charts</h2><div class="charts">']
+    out += ["</section>"] + _seed_section(board, digits) + ['<section id="charts"><h2>Charts</h2><div class="charts">']
     for c in charts:
         out += _chart(board, c, digits)
     out += ["</div></section>", '<section id="details"><h2>Task details</h2>']

@@ -5,12 +5,15 @@ the best value of a column in bold, flagged values carry a dagger explained belo
 """
 from __future__ import annotations
 
+from .chance import LEGEND as CHANCE_LEGEND
+from .chance import MARKS as CHANCE_MARKS
 from .formatting import latex_escape as esc
 from .formatting import missing, num
 from .leaderboard import Board, Table
-from .render_markdown import cell_parts, describe_column
+from .render_markdown import cell_parts, describe_column, model_label
 
 DAGGER = r"$^\dagger$"
+LATEX_MARKS = {CHANCE_MARKS["at chance"]: r"$\approx$", CHANCE_MARKS["below chance"]: r"$\triangledown$"}
 
 
 def _arrow(higher_is_better: bool) -> str:
@@ -28,7 +31,8 @@ def _tabular(board: Board, table: Table, digits: int, partial: bool) -> list[str
     for i, m in enumerate(table.models):
         rank = g.rank[i]
         row = [] if partial else ["--" if missing(rank) else str(int(rank))]
-        row += [esc(m) + (r" \textit{(baseline)}" if m == board.baseline else ""), f"{g.n_tasks[i]}/{n_tasks}"]
+        label = esc(model_label(board, table, m))
+        row += [r"\textit{" + label + "}" if table.role(m) != "model" else label, f"{g.n_tasks[i]}/{n_tasks}"]
         for j, c in enumerate(board.columns):
             parts = cell_parts(board, table, i, j, digits, partial)
             if parts is None:
@@ -36,7 +40,7 @@ def _tabular(board: Board, table: Table, digits: int, partial: bool) -> list[str
                 continue
             text = r"\textbf{" + parts[0] + "}" if g.best[i, j] else parts[0]
             if len(parts) > 1:
-                text += r"~{\scriptsize " + " ".join(parts[1:]) + "}"
+                text += r"~{\scriptsize " + " ".join(LATEX_MARKS.get(x, x) for x in parts[1:]) + "}"
             if (m, c.key) in table.flags:
                 text += DAGGER
             row.append(text)
@@ -62,7 +66,8 @@ def render_latex(board: Board, digits: int = 1) -> str:
     caption = f"{esc(board.title)}. Main metric with its 95\\% interval"
     if board.baseline is not None:
         caption += f" and the difference to {esc(board.baseline)}"
-    caption += f"; best per column in bold. {legend}."
+    caption += (f"; best per column in bold (models only). {esc(CHANCE_LEGEND)}".replace("≈", r"$\approx$")
+                .replace("▾", r"$\triangledown$") + f". {legend}.")
     out += [r"\caption{" + caption + "}", r"\end{table}"]
     if board.partial is not None:
         out += ["", r"\begin{table}[t]", r"\centering", r"\small"]

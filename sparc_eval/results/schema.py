@@ -12,6 +12,11 @@ One JSON per (model, task) run (DESIGN.md §3, the result-file contract)::
 record count (schema v2) let every reader check it (``results.integrity``). ``kind`` is ``measured`` for
 results sparc-eval computed and ``imported`` for results converted from other tools (no samples, no
 intervals, exempt from the samples checks, never a ``check`` baseline). Schema v1 files (no sums) are read.
+``role`` says what the row is for: ``model`` (a model under evaluation: ranked), ``control`` (a row that
+should sit at chance, e.g. the untrained architecture) or ``reference`` (a ceiling such as the
+ground-truth oracle); leaderboards rank and style rows by it. ``seed_group`` names the method of a
+model trained with several seeds: results of one seed group are the seeds of one method (mean ± sd,
+method differences over seeds). Files written before these fields read as role ``model``, no group.
 ``ResultRecord.from_dict`` builds a record leniently (missing optional fields take their defaults);
 ``validate`` checks the fields every consumer relies on and raises ``ResultsError`` naming the file.
 This module imports neither torch nor the models.
@@ -27,6 +32,7 @@ from ..errors import ResultsError
 
 SCHEMA = "sparc-eval/result/v2"
 KINDS = ("measured", "imported")
+ROLES = ("model", "control", "reference")
 _REQUIRED = {"schema": str, "task": dict, "model": dict, "dataset": dict, "metrics": dict, "main_metric": str}
 
 
@@ -112,6 +118,8 @@ class ResultRecord:
     samples_sha256: str | None = None
     samples_count: int | None = None
     schema: str = SCHEMA
+    role: str = "model"
+    seed_group: str | None = None
 
     @property
     def imported(self) -> bool:
@@ -122,7 +130,7 @@ class ResultRecord:
         """A record from a result JSON object, without validation (see ``validate``)."""
         body = {k: data[k] for k in ("metrics", "main_metric", "seed", "intervals", "chance", "aggregations",
                                      "details", "preprocessing", "provenance", "run_key", "kind", "samples",
-                                     "samples_sha256", "samples_count", "schema")
+                                     "samples_sha256", "samples_count", "schema", "role", "seed_group")
                 if k in data and data[k] is not None}
         return cls(task=TaskInfo(**_pick(TaskInfo, data.get("task") or {"name": "?"})),
                    model=ModelInfo(**_pick(ModelInfo, data.get("model") or {"name": "?"})),
@@ -134,7 +142,8 @@ class ResultRecord:
                "dataset": self.dataset.to_dict(), "seed": self.seed, "metrics": self.metrics,
                "main_metric": self.main_metric, "intervals": self.intervals, "chance": self.chance,
                "aggregations": self.aggregations, "details": self.details, "preprocessing": self.preprocessing,
-               "provenance": self.provenance, "run_key": self.run_key, "kind": self.kind}
+               "provenance": self.provenance, "run_key": self.run_key, "kind": self.kind, "role": self.role,
+               "seed_group": self.seed_group}
         if self.samples is not None:
             out.update(samples=self.samples, samples_sha256=self.samples_sha256, samples_count=self.samples_count)
         return out
@@ -161,6 +170,10 @@ def validate(data: object, path: Path | str) -> ResultRecord:
                 raise ResultsError(f"{path}: field {section}.{f} is missing")
     if data.get("kind", "measured") not in KINDS:
         raise ResultsError(f"{path}: kind {data.get('kind')!r} is not one of {', '.join(KINDS)}")
+    if data.get("role", "model") not in ROLES:
+        raise ResultsError(f"{path}: role {data.get('role')!r} is not one of {', '.join(ROLES)}")
+    if not isinstance(data.get("seed_group"), (str, type(None))):
+        raise ResultsError(f"{path}: seed_group {data.get('seed_group')!r}: expected a name or null")
     if data["main_metric"] not in data["metrics"]:
         raise ResultsError(f"{path}: main_metric {data['main_metric']!r} is not among metrics "
                            f"{sorted(data['metrics'])}")

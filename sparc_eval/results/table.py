@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .chance import artifact_text, status
+
 
 def fmt(value: float | None, digits: int = 2) -> str:
     if value is None or math.isnan(value):
@@ -16,11 +18,16 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 
 def print_run_table(evals: Sequence, console: Console | None = None) -> None:
-    """One row per (model, task): main metric with its 95% interval and chance level, then the rest."""
+    """One row per (model, task): main metric with its 95% interval, chance level and where the value
+    stands against it, then the rest; then the probe categories a text-only classifier solves."""
+    from ..metrics.registry import get
+
     console = console or Console(width=160)
     table = Table(box=None, header_style="bold", title_justify="left")
-    for col in ("model", "task", "main metric", "value", "95% CI", "chance", "n", "status", "other metrics"):
+    for col in ("model", "task", "main metric", "value", "95% CI", "chance", "vs chance", "n", "status",
+                "other metrics"):
         table.add_column(col, overflow="fold")
+    flagged = []
     for ev in evals:
         r = ev.record
         if r is None:
@@ -32,9 +39,22 @@ def print_run_table(evals: Sequence, console: Console | None = None) -> None:
         ds = r.dataset
         n = f"{ds.n_used}" + (f"/{ds.n_total} (partial)" if ds.partial else "")
         others = ", ".join(f"{k} {fmt(v)}" for k, v in r.metrics.items() if k != main)
-        table.add_row(r.model.name, r.task.name, main, fmt(r.metrics[main]), ci, fmt(r.chance.get(main)), n,
-                      ev.status, others)
+        state = status(r.metrics[main], tuple(lo_hi) if lo_hi else None, r.chance.get(main),
+                       get(main).higher_is_better) if _registered(main) else None
+        table.add_row(escape(r.model.name), escape(r.task.name), main, fmt(r.metrics[main]), ci,
+                      fmt(r.chance.get(main)), (state or "-").replace(" chance", ""), n, ev.status, escape(others))
+        cats = (r.details or {}).get("artifact_flagged") or []
+        if cats:
+            flagged.append(artifact_text(r.task.name, [str(c) for c in cats]))
     console.print(table)
+    for line in dict.fromkeys(flagged):
+        console.print(escape(f"flagged: {line}"))
+
+
+def _registered(key: str) -> bool:
+    from ..metrics.registry import is_registered
+
+    return is_registered(key)
 
 
 def print_model_summary(runs: Sequence, console: Console | None = None) -> None:

@@ -50,10 +50,15 @@ def scoring_keys(params: Mapping[str, Any], caption_metrics: bool) -> list[str]:
 
 @dataclass
 class ScoredCaptions:
+    """Metrics, per-image records and their aggregations; with CHAIR, the object ``vocabulary`` and each
+    image's ground-truth ``objects`` (for chance levels)."""
+
     metrics: dict[str, float]
     records: list[dict]
     aggregations: dict[str, dict]
     details: dict[str, Any] = field(default_factory=dict)
+    vocabulary: Any = None
+    objects: list[set[str]] | None = None
 
 
 def ground_truth_objects(params: Mapping[str, Any], dataset_root: str | None, ids: Sequence[str],
@@ -120,6 +125,7 @@ def score_captions(ids: Sequence[str], references: Sequence[Sequence[str]], capt
                         "noun_adj": "tokens of words with a NOUN/PROPN/ADJ token, against all reference tokens",
                         "captions_without_nouns_adjectives": no_content, "pos_tagger": pos.pipeline_info()}}
 
+    vocab, gt = None, None
     if params["chair_objects"]:
         from ..text.objects import load_vocabulary
 
@@ -152,7 +158,7 @@ def score_captions(ids: Sequence[str], references: Sequence[Sequence[str]], capt
             "meteor_jvm_startup_s": round(scores.timings["meteor_startup"], 3),
             "no_interval": "BLEU_1..4 and METEOR are corpus statistics (not means of per-image values)",
             "spice": "computed" if "SPICE" in scores.metrics else spice_missing(None)}
-    return ScoredCaptions(metrics, records, aggregations, details)
+    return ScoredCaptions(metrics, records, aggregations, details, vocab, gt)
 
 
 def image_references(data) -> list[list[str]]:

@@ -39,9 +39,11 @@ class TaskResult:
     """Metrics and per-sample records of one (model, task) evaluation.
 
     ``aggregations`` says how each metric follows from ``records`` (see ``results.aggregate``), which
-    gives bootstrap intervals over ``cluster`` (usually the image id). ``chance`` holds the
-    dataset-specific chance level of metrics where it is defined. ``details`` carries task-specific
-    facts worth recording (prompt set, chosen regularisation, per-class IoU, truncation counts).
+    gives bootstrap intervals over ``cluster`` (usually the image id); ``intervals`` holds those of
+    metrics without an aggregation that the task resamples itself (``artifact_acc``). ``chance`` holds
+    the dataset-specific chance level of metrics where it is defined. ``details`` carries task-specific
+    facts worth recording (prompt set, chosen regularisation, per-class IoU, truncation counts, how each
+    chance level was obtained).
     """
 
     metrics: dict[str, float]
@@ -50,6 +52,7 @@ class TaskResult:
     aggregations: dict[str, dict] = field(default_factory=dict)
     chance: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)
     n_total: int = 0
     n_used: int = 0
     dataset_fingerprint: str = ""

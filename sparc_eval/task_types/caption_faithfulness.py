@@ -12,16 +12,31 @@ tie-break, independent across images, so a degenerate model with all scores equa
 caption per image (chance in expectation), not the pool's first. The number of tied
 captions is recorded per image and images with ties are counted in the details.
 
-Chance (``chance: true``): the exact expected K-P / K-Pna of a caption drawn uniformly from the pool,
-averaged over images (``metrics.kprecision.chance_k_precision``) -- the value of a model that
-retrieves at random, and the score of the permuted oracle in expectation.
+Faithfulness apart from retrieval: ``K-P_miss``, ``K-Pna_miss``, ``CHAIR_i_miss``, ``CHAIR_s_miss`` are
+the same metrics over the images whose retrieved caption is not one of their own references (each
+record carries ``own_caption`` and the ``*_miss`` fields of ``metrics.controls.miss_fields``), so a
+model that retrieves well reads apart from one whose wrong captions are still faithful. A metric over
+no missed image (an oracle) is not reported.
+
+Chance (``chance: true``): the exact expected value of a caption drawn uniformly from the pool,
+averaged over images (``metrics.kprecision.chance_k_precision``, ``metrics.controls.faithfulness_chance``)
+-- the value of a model that retrieves at random, and the score of the permuted oracle in
+expectation -- for K-P, K-Pna, CHAIR_i and CHAIR_s; for the ``*_miss`` metrics the pool without the
+image's own references. A model that ignores the image need not retrieve at random: a random text
+tower retrieves the same few captions for every image, and lands above or below chance with them.
+``details["controls"]["shuffled"]`` is the control for that: the expected metrics when each image gets
+the caption this model retrieved for a uniformly drawn image (its own retrievals shuffled across
+images). A model that uses the image scores above its shuffled value; one that does not, at it.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from ..metrics.controls import MISS_AGGREGATIONS, faithfulness_chance, miss_fields, miss_metrics
 from ..params import Param
 from ..task_common.captions import SCORING_PARAMS, image_references, score_captions, scoring_keys
+from ..task_common.controls import faithfulness_miss_chance
 from ..text import pos
 from .base import EvalContext, TaskResult, TaskType
 
@@ -107,23 +122,70 @@ class CaptionFaithfulness(TaskType):
             j = int(best[i])
             r.update({"retrieved_caption_id": data.caption_ids[j], "own_caption": int(data.caption_image[j]) == i,
                       "ties": int(tied[i])})
+            r.update(miss_fields(r, r["own_caption"]))
             own += r["own_caption"]
-        chance = self._chance(data.captions, pool_tags, refs) if pool_tags is not None else {}
+        metrics, aggregations = dict(scored.metrics), dict(scored.aggregations)
+        missed = miss_metrics(scored.records)
+        metrics.update(missed)
+        aggregations.update({k: v for k, v in MISS_AGGREGATIONS.items() if k in missed})
+        chance, controls = {}, {}
+        if pool_tags is not None:
+            chance, controls = self._chance(data, pool_tags, refs, scored, [int(j) for j in best])
+            chance = {k: v for k, v in chance.items() if k in metrics}
         details = {**scored.details, "n_images": len(data.images), "pool_captions": len(data.captions),
                    "own_caption_retrieved": own, "images_with_tied_top1": int((tied > 1).sum()),
                    "ties": "seeded random tie-break among exactly equal best scores (--seed)",
-                   "captions_truncated": ctx.engine.count_truncated(data.captions), **data.info}
-        return TaskResult(metrics=scored.metrics, main_metric=self.config.main_metric, records=scored.records,
-                          aggregations=scored.aggregations, chance=chance, details=details, n_total=data.n_total_images,
+                   "miss": "*_miss metrics: over the images whose retrieved caption is not one of their own "
+                           f"references ({len(data.images) - own} of {len(data.images)})",
+                   **controls, "captions_truncated": ctx.engine.count_truncated(data.captions), **data.info}
+        return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=scored.records,
+                          aggregations=aggregations, chance=chance, details=details, n_total=data.n_total_images,
                           n_used=len(data.images), dataset_fingerprint=data.fingerprint)
 
-    def _chance(self, pool: list[str], pool_tags: list, refs: list[list[str]]) -> dict[str, float]:
-        """Expected K-P / K-Pna of a uniformly drawn pool caption (``pool_tags[j]`` = ``pos.analyse(pool[j])``)."""
-        from ..metrics.kprecision import chance_k_precision
+    def _chance(self, data, pool_tags: list, refs: list[list[str]], scored, best: list[int]) -> tuple[dict, dict]:
+        """Chance levels of every metric (a uniformly drawn pool caption; for ``*_miss``, one that is not
+        the image's own) and the shuffled-retrieval control; ``pool_tags[j]`` = ``pos.analyse(pool[j])``."""
+        from ..metrics.kprecision import chance_k_precision, k_precision_refs
         from ..text.normalize import noun_adj_tokens, tokens
 
         mode = self.config.params["kp_references"]
+        pool = data.captions
         ref_tokens = [[tokens(r) for r in rs] for rs in refs]
+        pool_tokens = [tokens(c) for c in pool]
         content = [noun_adj_tokens(c, t) for c, t in zip(pool, pool_tags)]
-        return {"K-P": 100 * float(chance_k_precision([tokens(c) for c in pool], ref_tokens, mode).mean()),
-                "K-Pna": 100 * float(chance_k_precision(content, ref_tokens, mode).mean())}
+        kp = chance_k_precision(pool_tokens, ref_tokens, mode)
+        kpna = chance_k_precision(content, ref_tokens, mode)
+        own_rows: list[list[int]] = [[] for _ in refs]
+        for j, i in enumerate(data.caption_image):
+            own_rows[int(i)].append(j)
+        own_kp = np.array([sum(k_precision_refs(pool_tokens[j], ref_tokens[i], mode) for j in rows)
+                           for i, rows in enumerate(own_rows)])
+        own_kpna = np.array([sum(k_precision_refs(content[j], ref_tokens[i], mode) for j in rows)
+                             for i, rows in enumerate(own_rows)])
+        pool_objects = image_objects = retrieved_objects = None
+        if scored.vocabulary is not None:
+            vocab = scored.vocabulary
+            column = {o: k for k, o in enumerate(vocab.objects)}
+            pool_objects = np.zeros((len(pool), len(column)))
+            for j, cap in enumerate(pool):
+                for _, o in vocab.mentions(cap):
+                    pool_objects[j, column[o]] += 1
+            image_objects = np.zeros((len(refs), len(column)))
+            for i, objs in enumerate(scored.objects):
+                image_objects[i, [column[o] for o in objs if o in column]] = 1
+            retrieved_objects = pool_objects[best]
+        full = faithfulness_chance(kp, kpna, pool_objects, image_objects)
+        chance = dict(full.values)
+        chance.update(faithfulness_miss_chance(kp, kpna, own_kp, own_kpna, np.array([len(r) for r in own_rows]),
+                                               len(pool), pool_objects, image_objects, own_rows))
+        method = dict(full.method)
+        method.update({k: "expected value of a caption drawn uniformly from the pool without the image's own "
+                          "references, over the images that have other captions" for k in chance if k.endswith("_miss")})
+        shuffled = faithfulness_chance(chance_k_precision([pool_tokens[j] for j in best], ref_tokens, mode),
+                                       chance_k_precision([content[j] for j in best], ref_tokens, mode),
+                                       retrieved_objects, image_objects)
+        controls = {"chance_method": method, "controls": {"shuffled": {
+            "what": "expected metrics when each image gets the caption this model retrieved for a uniformly drawn "
+                    "image (its retrievals shuffled across images): the value of its retrievals without the image",
+            "metrics": shuffled.values, "distinct_retrieved_captions": len(set(best))}}}
+        return chance, controls

@@ -6,7 +6,9 @@ head, FCN auxiliary head; the backbone ``frozen`` or ``finetune`` with layer-wis
 features, logits upsampled bilinearly). Trained with mmsegmentation through mmengine's Runner on the
 training split; scored on the evaluation split with mmseg's ``IoUMetric`` counts (dataset-level
 accumulation, ignore index dropped, nan-mean over classes): ``mIoU``, ``aAcc``, ``mAcc``, per-class
-IoU/Acc in ``details``, one record per image (bootstrap intervals over images).
+IoU/Acc in ``details``, one record per image (bootstrap intervals over images). Chance: the larger of
+prior sampling and the majority class from the evaluated ground truth's class frequencies
+(``metrics.controls.segmentation_chance``, the standard protocol; how, in ``details["chance_method"]``).
 
 The dataset is read with the same readers as the zero-shot segmentation tasks (``voc``, ``ade20k``,
 ...): ``dataset:`` is the evaluation split, ``params.train_dataset`` holds the ``dataset:`` keys that
@@ -19,6 +21,7 @@ from ..data.base import get_reader
 from ..errors import ConfigError, DataError
 from ..metrics.segmentation import SEGMENTATION_AGGREGATIONS
 from ..params import Param
+from ..task_common.controls import segmentation_chance_of
 from ..transfer.config import SEG_HEADS
 from ..transfer.params import COMMON
 from .base import EvalContext, TaskResult, TaskType
@@ -108,8 +111,9 @@ class SegmentationTransfer(TaskType):
             "train_images": len(train.labels) if p["train_limit"] is None else min(p["train_limit"], len(train.labels)),
             "versions": versions(),
         }
+        chance, details["chance_method"] = segmentation_chance_of(done.metric.records, "standard")
         return TaskResult(metrics=dict(done.metrics), main_metric=self.config.main_metric, records=done.metric.records,
-                          aggregations=dict(SEGMENTATION_AGGREGATIONS), details=details, n_total=data.n_total,
+                          aggregations=dict(SEGMENTATION_AGGREGATIONS), chance=chance, details=details, n_total=data.n_total,
                           n_used=len(data.labels), dataset_fingerprint=data.fingerprint)
 
     def _train_dataset(self) -> dict:

@@ -5,6 +5,11 @@ engine): text score = s(c0,i0) > s(c1,i0) and s(c1,i1) > s(c0,i1); image score =
 and s(c1,i1) > s(c1,i0); group score = both. Metrics are the percentages over items (chance 25, 25
 and 16.7). Per-tag scores (``tag_field``, default the collapsed tag) go in details; records hold
 each item's 2x2 scores.
+
+The text-only controls of the caption-selection probes (``blind_acc``, ``artifact_acc``) are undefined
+here, and the details say so: each caption is right for one image and wrong for the other, so a score
+that ignores the image ranks the two captions alike for both images (text score 0 by construction),
+and no text feature separates a right caption from a wrong one.
 """
 from __future__ import annotations
 
@@ -18,6 +23,10 @@ from ..params import Param
 from .base import EvalContext, TaskResult, TaskType
 
 KEYS = ("text_score", "image_score", "group_score")
+CONTROLS_UNDEFINED = ("blind_acc and artifact_acc are undefined for Winoground: every caption is the right one for "
+                      "one image and the wrong one for the other, so a text-only score (the model's text prior, or a "
+                      "classifier of the caption's words) ranks the two captions alike for both images and gets the "
+                      "text score 0 by construction; the chance levels (25, 25, 16.7) are the controls")
 
 
 class Winoground(TaskType):
@@ -53,6 +62,7 @@ class Winoground(TaskType):
             by_tag[tag] = {"n": int(mask.sum()), **{k: 100 * float(v[mask].mean())
                                                      for k, v in zip(KEYS, (text, image, group))}}
         details = {"n_items": len(data.items), "comparison": "strict inequalities (ties count as wrong)",
+                   "controls": CONTROLS_UNDEFINED,
                    f"by_{field}": by_tag, "captions_truncated": ctx.engine.count_truncated(texts), **data.info}
         chance = {"text_score": 25.0, "image_score": 25.0, "group_score": 100 / 6}
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,

@@ -33,6 +33,12 @@ Metrics (see ``metrics.segmentation``): ``protocol: standard`` accumulates inter
 over the dataset (mmsegmentation's ``IoUMetric``); ``protocol: sparc-paper`` averages, over images,
 each image's mean IoU over the foreground classes present in its ground truth. Per-image records
 carry the per-class counts, so intervals resample images.
+
+Chance (``chance``; how in ``details["chance_method"]``): for mIoU, mAcc and aAcc the larger of two
+predictors that ignore the image but know the evaluated ground truth's class frequencies: sampling each
+pixel's class from them, and always predicting the most frequent class (``metrics.controls``). With
+``candidates: present`` the model is told which classes each image holds, which no such predictor is:
+the stated chance is then too low, and the details say so.
 """
 from __future__ import annotations
 
@@ -59,6 +65,7 @@ from ..metrics.segmentation import (
 )
 from ..models.transforms import build_image_transform
 from ..params import Param
+from ..task_common.controls import segmentation_chance_of
 from ..task_common.windows import SlideWindows, WindowBatches, chunked_argmax, resize_scores, whole_scores
 from .base import EvalContext, TaskResult, TaskType
 
@@ -296,6 +303,11 @@ class ZeroShotSegmentation(TaskType):
         }
         if p["protocol"] == "sparc-paper":
             details["images_without_foreground"] = sum(1 for r in records if "image_mIoU" not in r)
+        exclude = [] if data.background_index is None else [data.background_index]
+        chance, details["chance_method"] = segmentation_chance_of(records, p["protocol"], exclude)
+        if p["candidates"] == "present":
+            details["chance_note"] = ("candidates: present tells the model which classes each image holds; the chance "
+                                      "levels are those of predictors not told, so they understate chance here")
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,
-                          aggregations=aggregations, details=details, n_total=data.n_total, n_used=len(data.images),
-                          dataset_fingerprint=data.fingerprint)
+                          aggregations=aggregations, chance=chance, details=details, n_total=data.n_total,
+                          n_used=len(data.images), dataset_fingerprint=data.fingerprint)
