@@ -57,7 +57,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 SCHEMA = "sparc-eval-gpu-check/1"
-CHECKPOINTS = ("shapes-sparc", "shapes-clip")
+CHECKPOINTS = ("shapes-sparc-seed0", "shapes-clip-seed0")
 STATUSES = ("PASS", "FAIL", "MISS", "SKIP", "INFO")
 EVAL_TOLERANCE = 0.5  # metric points, device vs CPU
 LOSS_TOLERANCE = 0.02  # relative: bf16/fp16 vs fp32 loss on one batch; resumed vs uninterrupted run

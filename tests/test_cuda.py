@@ -68,8 +68,8 @@ def test_evaluation_on_cuda_equals_cpu_within_a_sample(shapes_root):
 
     tasks = ["shapes-retrieval", "shapes-zeroshot", "shapes-zeroshot-seg"]
     kw = dict(write=False, progress=False, log=lambda m: None, limit=200, seed=0, use_cache=False)
-    cpu = evaluate(f"sparc:{REPO / 'checkpoints' / 'shapes-sparc'}", tasks, device="cpu", **kw)
-    gpu = evaluate(f"sparc:{REPO / 'checkpoints' / 'shapes-sparc'}", tasks, device=DEVICE, **kw)
+    cpu = evaluate(f"sparc:{REPO / 'checkpoints' / 'shapes-sparc-seed0'}", tasks, device="cpu", **kw)
+    gpu = evaluate(f"sparc:{REPO / 'checkpoints' / 'shapes-sparc-seed0'}", tasks, device=DEVICE, **kw)
     for c, g in zip(cpu, gpu):
         assert g.result["provenance"]["device"].startswith(DEVICE)
         tolerance = 100 / c.result["dataset"]["n_used"]
