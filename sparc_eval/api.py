@@ -396,7 +396,7 @@ class _Session:
         check_precision(opts.precision)
         cache_root = Path(opts.cache_dir) / "embeddings" if opts.cache_dir else None
         return cls(opts, info, resolve_device(device), log, progress, write, _git_revision(),
-                   cache=EmbeddingCache(cache_root))
+                   cache=EmbeddingCache(cache_root, warn=lambda m: log(f"warning: {m}")))
 
     def claim(self, ref: ModelRef) -> None:
         """Bind the results folder ``<output>/<name>/`` to this model before anything runs: the first run

@@ -79,16 +79,45 @@ def sha256_json(obj) -> str:
     return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode())
 
 
+def memo_check(key: str, digest: str) -> str:
+    """The checksum a file-hash memo entry carries: binds its digest to its key (the file's path and
+    stat), so a damaged, hand-edited or copied-over entry fails and is recomputed."""
+    return sha256_json(["sparc-eval file-hash memo", key, digest])
+
+
+def memo_problem(key: str, text: str) -> str | None:
+    """Why the content of memo entry ``key`` cannot be trusted, or None."""
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return "not JSON (damaged, or written before memo checksums)"
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return "its key is not its file name (copied from another entry?)"
+    digest = entry.get("sha256")
+    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        return "no sha256 digest"
+    if entry.get("check") != memo_check(key, digest):
+        return "its check does not match its digest (edited or damaged)"
+    return None
+
+
 def sha256_file(path: Path | str, memo: bool = True) -> str:
     """sha256 of a file's bytes. With ``memo``, the digest is remembered in the cache folder keyed by
     (absolute path, inode, size, mtime, ctime), so multi-GB checkpoints are hashed once; a file
-    replaced by another (new inode) or rewritten with its mtime restored (new ctime) is hashed again."""
+    replaced by another (new inode) or rewritten with its mtime restored (new ctime) is hashed again.
+    Each memo entry carries a checksum binding digest and key (``memo_check``); an entry that fails
+    it is a miss, recomputed and rewritten."""
     path = Path(path)
     st = path.stat()
     key = sha256_json([str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
     memo_file = cache_root() / "file-hashes" / key
-    if memo and memo_file.exists():
-        return memo_file.read_text().strip()
+    if memo:
+        try:
+            text = memo_file.read_text()
+        except (OSError, UnicodeDecodeError):
+            text = None
+        if text is not None and memo_problem(key, text) is None:
+            return json.loads(text)["sha256"]
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -96,7 +125,8 @@ def sha256_file(path: Path | str, memo: bool = True) -> str:
     digest = h.hexdigest()
     if memo:
         try:
-            atomic_write_text(memo_file, digest)
+            atomic_write_json(memo_file, {"sha256": digest, "key": key, "check": memo_check(key, digest),
+                                          "path": str(path.resolve())})
         except OSError:
             pass
     return digest

@@ -46,9 +46,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import data, listing, merge, pretrain, results, run
+    from . import cache, data, listing, merge, pretrain, results, run
 
-    for module in (run, listing, data, merge, results, pretrain):
+    for module in (run, listing, data, merge, results, pretrain, cache):
         for command in module.COMMANDS:
             cli.add_command(command)
 

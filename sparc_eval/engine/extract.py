@@ -150,18 +150,22 @@ class Engine:
             yield index, batch
 
     # -- generic chunked, cached extraction ------------------------------------------------------
-    def _cache_state(self, key: str) -> tuple[bool, dict[tuple[int, int], Path]]:
-        """(complete?, chunk files on disk) as every rank agrees: complete only where every rank's
-        filesystem has the entry, and only chunks that every rank sees."""
+    def _cache_state(self, key: str, ranges: list[tuple[int, int]]) -> tuple[bool, dict[tuple[int, int], Path]]:
+        """(complete?, reusable chunk files of ``ranges``) as every rank agrees, every chunk verified against
+        its checksum first (a failing one is discarded with a warning and recomputed): complete only where
+        every rank's filesystem has the intact entry, and only chunks that every rank trusts."""
         if self.cache is None:
             return False, {}
-        complete, done = self.cache.complete(key), self.cache.chunks(key)
+        complete = self.cache.ready(key)
         if self.dist is not None:
-            states = distributed.gather((complete, sorted(done)), self.dist)
-            complete = all(c for c, _ in states)
-            common = set.intersection(*(set(map(tuple, s)) for _, s in states))
+            complete = all(distributed.gather(complete, self.dist))
+        if complete:
+            return True, {}
+        done = self.cache.trusted_chunks(key, ranges)
+        if self.dist is not None:
+            common = set.intersection(*(set(map(tuple, s)) for s in distributed.gather(sorted(done), self.dist)))
             done = {r: p for r, p in done.items() if r in common}
-        return complete, done
+        return False, done
 
     def _count(self, what: str, cached: int, encoded: int) -> None:
         if what == "text":
@@ -176,15 +180,15 @@ class Engine:
         """Embeddings [n, D] for ``key``, computing only chunks not on disk (counted in ``stats``).
         With ``keep=False`` (streaming) nothing is held in memory and None is returned. ``texts``
         (text entries): their truncation count is computed when encoding and kept in the entry."""
-        complete, done = self._cache_state(key)
+        chunk = self.batch_size * self.batches_per_chunk
+        ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+        complete, done = self._cache_state(key, ranges)
         if complete:
             self._count(what, n, 0)
             meta = self.cache.meta(key) or {}
             if texts is not None and meta.get("truncated") is not None:
                 self._truncated[key] = int(meta["truncated"])
             return self.cache.load(key)["emb"].float() if keep else None
-        chunk = self.batch_size * self.batches_per_chunk
-        ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
         todo = [r for r in ranges if r not in done]
         batches = [b for lo, hi in todo for b in self._batches(range(lo, hi))]
         parts: dict[int, torch.Tensor] = {}

@@ -19,9 +19,12 @@ __all__ = ["CachedSource", "RowSource", "TensorRows"]
 
 class CachedSource:
     """Rows of a complete cache entry, read lazily from the chunk files its ``meta.json`` lists (only the
-    slices needed)."""
+    slices needed). A chunk is checked against its sidecar (whole-file sha256, size, dtypes, shapes) the
+    first time the process touches it, and again whenever its file changed since (``CorruptChunk`` if it
+    fails: it is discarded, and the next run recomputes it)."""
 
     def __init__(self, cache: EmbeddingCache, key: str):
+        self.cache = cache
         self.spans = cache.entry_chunks(key)
         self.starts = [a for a, _, _ in self.spans]
         self.n = self.spans[-1][1] if self.spans else 0
@@ -33,6 +36,7 @@ class CachedSource:
             a, b, path = self.spans[i]
             lo, hi = max(start, a), min(stop, b)
             if lo < hi:
+                self.cache.require(path)
                 with safe_open(str(path), framework="pt") as f:
                     parts.append(f.get_slice("emb")[lo - a:hi - a].float())
                 start = hi
