@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint_io import folder_weights_sha256
+from ..checkpoint_io import check_finite_tensors, folder_weights_sha256
 from ..errors import ModelLoadError
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
 from .transforms import apply_overrides, build_image_transform
@@ -207,6 +207,7 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     finally:
         transformers.logging.set_verbosity(verbosity)
         transformers.logging.enable_progress_bar()
+    check_finite_tensors(model.state_dict(), folder)
     model.eval().to(device)
     ip, tok = processor.image_processor, processor.tokenizer
     ctx = int(config.text_config.max_position_embeddings)
