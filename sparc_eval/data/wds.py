@@ -6,7 +6,9 @@ A sample's key is its member path up to the first dot of the file name (webdatas
 keep shard and member order. The engine reads images by path, so the image members are extracted
 once into a content-addressed cache folder (``<cache>/extracted/wds/<digest of the shards>``, renamed
 into place atomically) beside a ``samples.json`` index. Members with absolute paths, ``..``
-components, or that are links or devices are refused. Multi-label folders are not supported.
+components, or that are links or devices are refused, and so are members too large to be a sample
+file or adding up to far more than the shard's size (a compressed shard is not a decompression bomb
+here). Multi-label folders are not supported.
 """
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataIntegrityError
 from ..fileio import sha256_file, sha256_json
 from ..params import Param
 from .base import ImageSet, Reader, RetrievalSet, check_root, fingerprint
 from .classification import ClassificationSet, cached_folder, read_lines
 
 IMAGE_EXTS = ("webp", "png", "jpg", "jpeg")
+MAX_MEMBER_BYTES = 64 << 20  # one member (an image, its .cls or .txt), uncompressed
+MAX_EXPANSION = 20  # all members, uncompressed, per byte of the shard file (images barely compress)
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 
 
@@ -49,13 +53,24 @@ def safe_member(member: tarfile.TarInfo, shard: Path) -> bool:
 
 
 def _read_shard(shard: Path, index: int, out: Path | None, kind: str) -> list[dict]:
-    """Samples of one shard in member order; image members are written under ``out/<index>/``."""
+    """Samples of one shard in member order; image members are written under ``out/<index>/``. A member
+    above ``MAX_MEMBER_BYTES``, or members adding up to more than ``MAX_EXPANSION`` times the shard's
+    size (a compressed shard of zeros: a decompression bomb), refuse the shard before it is written."""
     samples: dict[str, dict] = {}
+    budget, total = MAX_EXPANSION * shard.stat().st_size + MAX_MEMBER_BYTES, 0
     try:
         with tarfile.open(shard, "r:*") as tar:
             for member in tar:
                 if not safe_member(member, shard):
                     continue
+                total += member.size
+                if member.size > MAX_MEMBER_BYTES or total > budget:
+                    raise DataIntegrityError(
+                        f"{shard}: member {member.name!r} is {member.size} bytes uncompressed"
+                        + (f"; expected at most {MAX_MEMBER_BYTES} for one sample file" if member.size > MAX_MEMBER_BYTES
+                           else f" and brings the shard to {total} bytes, more than {MAX_EXPANSION} times its "
+                                f"{shard.stat().st_size} bytes on disk (a decompression bomb?)")
+                        + "; refusing the shard")
                 split = member_key(member.name)
                 if split is None:
                     continue
