@@ -40,15 +40,16 @@ def member_key(name: str) -> tuple[str, str] | None:
 
 def safe_member(member: tarfile.TarInfo, shard: Path) -> bool:
     """Whether ``member`` is a regular file (True) or a directory (False) with a safe relative path;
-    anything else raises ``DataError``."""
+    anything else raises ``DataIntegrityError``."""
     name = member.name
     parts = PurePosixPath(name).parts
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\\" in name:
-        raise DataError(f"{shard}: member {name!r} has an unsafe path (absolute or with '..'); refusing the shard")
+        raise DataIntegrityError(f"{shard}: member {name!r} has an unsafe path (absolute or with '..'); refusing the "
+                                 f"shard")
     if member.isdir():
         return False
     if not member.isfile():
-        raise DataError(f"{shard}: member {name!r} is a link or special file; refusing the shard")
+        raise DataIntegrityError(f"{shard}: member {name!r} is a link or special file; refusing the shard")
     return True
 
 
@@ -91,7 +92,7 @@ def _read_shard(shard: Path, index: int, out: Path | None, kind: str) -> list[di
                     sample["captions"] = [c.strip() for c in tar.extractfile(member).read().decode("utf-8").splitlines()
                                           if c.strip()]
     except (tarfile.TarError, OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{shard}: not a readable tar shard ({type(e).__name__}: {e})") from None
+        raise DataIntegrityError(f"{shard}: not a readable tar shard ({type(e).__name__}: {e})") from None
     need = "label" if kind == "classification" else "captions"
     for s in samples.values():
         if "image" not in s or need not in s:
