@@ -69,7 +69,7 @@ def wrap(model, tokenizer, preprocessing: dict, identity: ModelIdentity, device:
 def load(spec: str, pretrained: str | None = None, *, device: torch.device, precision: str, name: str,
          seed: int = 0, preprocessing: dict | None = None, dense: str = "direct") -> SparcAdapter:
     """Build ``sparc:DIR`` (``pretrained`` optionally picks a step in a run folder)."""
-    from ..pretrain.checkpoint import MODEL_FILE, load_model, resolve_checkpoint
+    from ..pretrain.checkpoint import MODEL_FILE, load_model, read_config, resolve_checkpoint
     from ..pretrain.model import build_tokenizer
 
     if dense != "direct":
@@ -78,9 +78,9 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     target = Path(spec.split(":", 1)[1])
     with _naming_config(target):
         ckpt = resolve_checkpoint(target, pretrained)
-    with _naming_config(ckpt):
+    with _naming_config(ckpt):  # the config is checked before the model is built
+        check_preprocessing(read_config(ckpt).get("preprocessing") or {}, f"{ckpt / 'config.json'}: preprocessing")
         model, cfg = load_model(ckpt)
-    check_preprocessing(cfg.get("preprocessing") or {}, f"{ckpt / 'config.json'}: preprocessing")
     pre, _ = apply_overrides({**cfg["preprocessing"], "dense": "h_v+g_v" if model.h_v is not None else "g_v",
                               "step": cfg["step"]}, preprocessing)
     identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=sha256_file(ckpt / MODEL_FILE))
