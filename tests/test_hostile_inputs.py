@@ -103,6 +103,25 @@ def files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def invoke_unblocking(fifos: list[Path], *args, timeout: float = 2.0):
+    """``invoke(*args)`` in a thread; if it is still running after ``timeout`` s (blocked opening or reading
+    a FIFO: a hang), each FIFO is opened for writing and closed, so the reader sees an empty file and the
+    command can end. Returns (result, whether it blocked)."""
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.update(result=invoke(*args)), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    blocked = thread.is_alive()
+    while thread.is_alive():
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO when no reader waits
+            except OSError:
+                pass
+        thread.join(0.1)
+    return box["result"], blocked
+
+
 def run_args(world: Path, model: str = ORACLE, *extra, quiet: bool = True) -> list:
     return ["run", *(["-q"] if quiet else []), "--task", TASK, "--param", f"root={world}", "--model", model,
             "--pretrained", world, *extra]
@@ -199,7 +218,9 @@ RESULT_DAMAGE = [
     ("samples-of-another-model", lambda r: shutil.copy(r / "oracle" / SAMPLES, r / A_SAMPLES), REFUSE,
      (SAMPLES, "sha256")),
     ("samples-is-a-folder", lambda r: ((r / A_SAMPLES).unlink(), (r / A_SAMPLES).mkdir()), REFUSE,
-     (JSON, "Is a directory")),
+     (JSON, "not a regular file")),
+    ("samples-is-a-fifo", lambda r: ((r / A_SAMPLES).unlink(), os.mkfifo(r / A_SAMPLES)), REFUSE,  # was a hang
+     (JSON, "not a regular file")),
     # metrics edited, or not finite numbers (Infinity ranked first; "within tolerance" in check)
     ("metric-edited", lambda r: _edit(r, _metric("mean_R@1", 61.63)), REFUSE, (JSON, "'mean_R@1'", "61.63")),
     ("metric-infinity", lambda r: _edit(r, _metric("mean_R@1", float("inf"))), REFUSE,
@@ -1420,17 +1441,63 @@ def _board(tmp: Path, name: str, where: str, fmt: str) -> str:
     return out.read_bytes().decode("utf-8")
 
 
-INJECTION = [pytest.param("model", key, fmt, id=f"model-{key}-{fmt}") for key in HOSTILE for fmt in FORMATS] + [
-    pytest.param(where, key, fmt, id=f"{where}-{key}-{fmt}") for where in ("task", "title")
-    for key in ("html-script", "latex-input", "markdown-pipes") for fmt in FORMATS]
+def _report(tmp: Path, name: str, kind: str) -> str:
+    """The Markdown summary or JUnit XML of `check`, or the Markdown of `compare`, with model ``name``."""
+    root = tmp / f"results-{abs(hash(name))}"
+    _toy_results(root, name)
+    out = tmp / f"{kind}-{abs(hash(name))}.{'xml' if kind == 'check-junit' else 'md'}"
+    if kind == "compare-md":
+        r = invoke("compare", result_path(root, name, "toy-task").parent, root / "zz-other", "--markdown", out)
+    else:
+        baseline = tmp / f"baseline-{abs(hash(name))}.json"
+        expect(invoke("baseline", "save", root, "-o", baseline), 0)
+        r = invoke("check", root, "--baseline", baseline, "--" + ("junit" if kind == "check-junit" else "markdown"), out)
+    expect(r, 0)
+    return out.read_bytes().decode("utf-8")
+
+
+def _xml_signature(text: str) -> list:
+    import xml.etree.ElementTree as ET
+
+    return [(e.tag, tuple(sorted(e.attrib))) for e in ET.fromstring(text).iter()]
+
+
+_PLAIN: dict = {}
+
+
+def _rendered(tmp: Path, name: str, where: str, fmt: str) -> str:
+    if fmt in REPORTS:
+        return _report(tmp, name, fmt)
+    return _board(tmp, name, where, fmt)
+
+
+def _plain(tmp_path_factory, where: str, fmt: str) -> str:
+    """The same output with a plain name (rendered once per module)."""
+    if (where, fmt) not in _PLAIN:
+        _PLAIN[where, fmt] = _rendered(tmp_path_factory.mktemp("plain"), PLAIN, where, fmt)
+    return _PLAIN[where, fmt]
+
+
+REPORTS = ["check-md", "check-junit", "compare-md"]
+INJECTION = [pytest.param("model", key, fmt, id=f"model-{key}-{fmt}") for key in HOSTILE for fmt in FORMATS + REPORTS
+             ] + [pytest.param(where, key, fmt, id=f"{where}-{key}-{fmt}") for where in ("task", "title")
+                  for key in ("html-script", "latex-input", "markdown-pipes") for fmt in FORMATS]
 
 
 @pytest.mark.parametrize("where, key, fmt", INJECTION)
-def test_user_text_cannot_change_the_board(tmp_path, where, key, fmt):
+def test_user_text_cannot_change_the_board(tmp_path, tmp_path_factory, where, key, fmt):
     hostile = HOSTILE[key]
-    text = _board(tmp_path, hostile, where, fmt)
-    plain = _board(tmp_path, PLAIN, where, fmt)
-    assert _signature(text, fmt) == _signature(plain, fmt), text
+    text = _rendered(tmp_path, hostile, where, fmt)
+    plain = _plain(tmp_path_factory, where, fmt)
+    if fmt == "check-junit":
+        assert _xml_signature(text) == _xml_signature(plain), text
+        import xml.etree.ElementTree as ET
+
+        shown = [v for e in ET.fromstring(text).iter() for v in (*e.attrib.values(), e.text or "")]
+        assert any(flat(hostile) in flat(v) for v in shown)
+        return
+    sig = "md" if fmt in REPORTS else fmt
+    assert _signature(text, sig) == _signature(plain, sig), text
     if fmt == "csv":
         cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
         for cell in cells:
@@ -1608,3 +1675,86 @@ def test_process_concurrent_runs_of_the_same_model_both_succeed(processes):
     (entry,) = collect([processes.root / "same"]).entries
     assert entry.value() == 100.0 and entry.record.model.spec == ORACLE
     assert not debris(processes.root / "same", processes.root / "same-cache")
+
+
+# == 8. FIFOs where a file is expected ===================================================================
+#
+# A named pipe in place of an input file blocks whoever opens it until a writer comes: a hang. Each
+# command must refuse it (or skip it) at once. Blocked commands are released by the test (it opens the
+# FIFO for writing), so a hang shows as a failure here, not as a stuck suite.
+
+
+def _fifo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def _results_with_fifo(tmp: Path):
+    root = tmp / "r"
+    _toy_results(root, "m")
+    return [_fifo(root / "m" / "other.json")], ["leaderboard", root]
+
+
+def _check_with(option: str, tmp: Path):
+    root = tmp / "r"
+    _toy_results(root, "m")
+    baseline = tmp / "baseline.json"
+    expect(invoke("baseline", "save", root, "-o", baseline), 0)
+    fifo = _fifo(tmp / ("pipe.yaml" if option == "--tolerances" else "pipe.json"))
+    return [fifo], ["check", root, "--baseline", fifo if option == "--baseline" else baseline,
+                    *([option, fifo] if option != "--baseline" else [])]
+
+
+def _dataset_fifo(build: Callable[[Path], dict], rel: str, model: str = "py:no_such_module:never_loaded"):
+    def setup(tmp: Path):
+        cfg = build(tmp / "data")
+        target = tmp / "data" / rel
+        target.unlink()
+        os.mkfifo(target)
+        tasks = dc._task(tmp / "tasks", "check-me", cfg)
+        return [target], ["run", "-q", "--task", "check-me", "--include-path", tasks, "--model", model,
+                          "-o", tmp / "res"]
+    return setup
+
+
+def _run_with(option: str, name: str, task: str = TASK, model: str | None = ORACLE):
+    def setup(tmp: Path, world: Path):
+        fifo = _fifo(tmp / name)
+        return [fifo], ["run", "-q", "--task", task, "--param", f"root={world}", *(["--model", model] if model else []),
+                        option, fifo, "-o", tmp / "res"]
+    return setup
+
+
+FIFO_INPUTS = table(
+    Case("result-json", _results_with_fifo, 0, ("skipped", "other.json"),
+         xfail="hang: results/imported.py clip_benchmark_files opens every *.json to sniff it; skip non-regular "
+               "files (`if not p.is_file(): continue`) and catch RecursionError beside JSONDecodeError"),
+    Case("check-baseline", lambda t: _check_with("--baseline", t), 2, ("pipe.json", "not a regular file"),
+         xfail="hang: results/baseline.py load_baseline reads it; refuse a path that is not a regular file "
+               "(ResultsError naming it)"),
+    Case("check-tolerances", lambda t: _check_with("--tolerances", t), 2, ("pipe.yaml", "not a regular file"),
+         xfail="hang: results/check.py load_rules reads it; refuse a path that is not a regular file "
+               "(ConfigError naming it)"),
+    Case("run-models-file", _run_with("--models", "models.txt", model=None), 2, ("models.txt", "not a regular file"),
+         xfail="hang: sparc_eval/cli/run.py _models reads --models FILE; click.Path(exists=True) lets a FIFO "
+               "through: check models_file.is_file() (UserError naming it)"),
+    Case("run-predictions", _run_with("--predictions", "captions.json", task="shapes-captions", model=None), 2,
+         ("captions.json", "not a regular file"),
+         xfail="hang: api.py hashes --predictions (sha256_file in _run_key and _Session.claim) before any reader "
+               "checks it; preflight should refuse a --predictions path that is not a regular file"),
+    Case("run-pretrained", _run_with("--pretrained", "w.pt", model=TINY_OPEN_CLIP), 2, ("w.pt", "not found")),
+    Case("karpathy-annotation", _dataset_fifo(dc.karpathy, "dataset_coco.json"), 2, ("dataset_coco.json", "missing")),
+    Case("csv-captions", _dataset_fifo(dc.csv_retrieval, "captions.csv"), 2, ("captions.csv", "missing")),
+    Case("winoground-examples", _dataset_fifo(dc.winoground, "data/examples.jsonl"), 2, ("examples.jsonl",)),
+    Case("karpathy-image", _dataset_fifo(dc.karpathy, "val2014/im0.jpg"), 2, ("im0.jpg", "missing")),
+)
+
+
+@pytest.mark.parametrize("case", FIFO_INPUTS)
+def test_fifo_in_place_of_a_file(tmp_path, own_cache, small_world, case):
+    fifos, args = case.make(tmp_path, small_world) if case.id.startswith("run-") else case.make(tmp_path)
+    r, blocked = invoke_unblocking(fifos, *args)
+    assert not blocked, f"{case.id}: blocked on a FIFO (a hang); released by the test: {r.output[-300:]}"
+    expect(r, case.code, *case.names)
+    assert not [p for p in (tmp_path / "res").rglob("*") if p.is_file()]

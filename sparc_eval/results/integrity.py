@@ -31,6 +31,9 @@ def verified_samples(path: Path | str, record: ResultRecord) -> list[dict]:
     if record.imported or not record.samples:
         return []
     sp = record.samples_file(path)
+    if sp.exists() and not sp.is_file():  # a folder, or a FIFO or device that would block or never end
+        raise IntegrityError(f"{path}: its samples file {sp.name} is not a regular file; the result cannot be "
+                             f"checked (re-run the evaluation with --overwrite)")
     try:
         data = sp.read_bytes()
     except OSError as e:

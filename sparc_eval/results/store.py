@@ -54,6 +54,8 @@ def check_finite(record: ResultRecord, path: Path | str) -> None:
 def read_result(path: Path | str) -> ResultRecord:
     """Load and validate one result JSON."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO or device would block or never end
+        raise ResultsError(f"{path}: not a regular file; expected a result JSON")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
