@@ -1,12 +1,14 @@
 """Red-team suite (issue 15): hostile and damaged input everywhere a user, a disk or a stranger can put it.
 
-One table per category: result files damaged x every reader; ``run`` preflight and options; datasets
-through ``run`` and ``data verify``; model files and checkpoints (malicious pickles in every container,
-damaged weights, config.json faults); the embedding cache; archives (zip/tar path traversal,
-decompression bombs); injection into every leaderboard format; the process boundary (kill -9 and resume,
-concurrent runs). Every case asserts the exit code, that the message names the file or field, that no
-traceback is printed, and that nothing was lost or half-written: no temp files, no result JSON without
-its samples, earlier results byte-identical.
+One table per category: result files damaged x every reader (and the baseline file, and the results
+commands' options); ``run`` preflight and options; datasets through ``run`` and ``data verify``; archives
+(zip/tar path traversal, links, zip and gzip bombs); model files and checkpoints (malicious pickles in
+every container, damaged or non-finite weights, config.json faults, models returning NaN); the embedding
+cache and the file-hash memo; injection into every leaderboard format and the check/compare reports; the
+process boundary (kill -9 and resume, concurrent runs); FIFOs in place of files (hangs). Every case
+asserts the exit code, that the message names the file or field, that no traceback is printed, and that
+nothing was lost or half-written: no temp files, no result JSON without its samples, earlier results
+byte-identical, nothing left in -o by a refused run.
 
 Everything runs in-process (click's CliRunner) except the process-boundary cases, whose real processes
 start with the module (they run beside the in-process cases) and are checked at its end. Expected
