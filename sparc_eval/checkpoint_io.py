@@ -58,7 +58,9 @@ def _torch_load(path: Path):
             f"them could execute code ({first}). Re-save the weights as a plain state_dict or as safetensors."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise ModelLoadError(f"{path}: cannot read the checkpoint ({str(e).splitlines()[0]}); "
+        why = (str(e).strip().splitlines() or [type(e).__name__ + (": the file is empty" if path.stat().st_size == 0
+                                                                   else ": it ends early")])[0]
+        raise ModelLoadError(f"{path}: cannot read the checkpoint ({why}); "
                              f"it may be truncated or not a PyTorch file") from None
 
 
@@ -77,7 +79,21 @@ def unwrap_state_dict(state, path: Path | str = "<checkpoint>") -> dict[str, tor
         raise ModelLoadError(f"{path}: no tensors found; top-level keys are {sorted(map(str, state))[:10]}")
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    check_finite_tensors(tensors, path)
     return tensors
+
+
+def check_finite_tensors(tensors: Mapping[str, torch.Tensor], path: Path | str) -> None:
+    """``ModelLoadError`` naming the file and the first tensor holding NaN (or +-inf outside a ``*mask*``
+    buffer): such weights make every embedding NaN, and NaN scores rank as perfect recall."""
+    for key, t in tensors.items():
+        if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+            continue
+        bad = torch.isnan(t) if "mask" in key else ~torch.isfinite(t)
+        if bool(bad.any()):
+            n = int(bad.sum())
+            raise ModelLoadError(f"{path}: tensor {key!r} holds {n} non-finite value(s) (NaN or inf) of {t.numel()}; "
+                                 f"expected finite weights (a diverged or damaged checkpoint)")
 
 
 def _all_tensors(d: Mapping) -> bool:

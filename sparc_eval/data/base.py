@@ -146,6 +146,9 @@ def read_json(path: Path, what: str, unique_keys: bool = False) -> Any:
         raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno} ({e.msg})") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise DataIntegrityError(f"{path}: JSON nested too deeply to read (arrays or objects inside each other "
+                                 f"thousands of levels deep); expected an annotation file") from None
 
 
 def require_fields(obj: Any, fields: Sequence[str], where: str) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from ..download import SUMS_NAME, Downloaded, download, read_sums
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError, DataIntegrityError, UnknownNameError
 from ..fileio import atomic_write_text, sha256_file
 
 DOWNLOADS = ".downloads"
@@ -125,7 +125,8 @@ def plan(name: str) -> list[DatasetSource]:
 def _safe_name(name: str, archive: Path) -> PurePosixPath:
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or ".." in p.parts or (p.parts and p.parts[0].endswith(":")):
-        raise DataError(f"{archive}: member {name!r} has an unsafe path (absolute or with '..'); refusing the archive")
+        raise DataIntegrityError(f"{archive}: member {name!r} has an unsafe path (absolute or with '..'); refusing the "
+                                 f"archive")
     return p
 
 
@@ -138,7 +139,7 @@ def _members(archive: Path, stack: contextlib.ExitStack) -> list[tuple[PurePosix
         for info in z.infolist():
             path = _safe_name(info.filename, archive)
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise DataError(f"{archive}: member {info.filename!r} is a link; refusing the archive")
+                raise DataIntegrityError(f"{archive}: member {info.filename!r} is a link; refusing the archive")
             out.append((path, None if info.is_dir() else (lambda i=info: z.open(i))))
         return out
     try:
@@ -152,7 +153,7 @@ def _members(archive: Path, stack: contextlib.ExitStack) -> list[tuple[PurePosix
         elif m.isfile():
             out.append((path, lambda m=m: t.extractfile(m)))
         else:
-            raise DataError(f"{archive}: member {m.name!r} is a link or special file; refusing the archive")
+            raise DataIntegrityError(f"{archive}: member {m.name!r} is a link or special file; refusing the archive")
     return out
 
 

@@ -17,7 +17,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import DataError
+from ..errors import DataError, DataIntegrityError
 from ..fileio import atomic_write_text, cache_root, sha256_json
 
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
@@ -32,15 +32,16 @@ def member_key(name: str) -> tuple[str, str] | None:
 
 def safe_member(member: tarfile.TarInfo, shard: Path) -> bool:
     """Whether ``member`` is a regular file (True) or a directory (False) with a safe relative path;
-    anything else raises ``DataError``."""
+    anything else raises ``DataIntegrityError``."""
     name = member.name
     parts = PurePosixPath(name).parts
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\\" in name:
-        raise DataError(f"{shard}: member {name!r} has an unsafe path (absolute or with '..'); refusing the shard")
+        raise DataIntegrityError(f"{shard}: member {name!r} has an unsafe path (absolute or with '..'); refusing the "
+                                 f"shard")
     if member.isdir():
         return False
     if not member.isfile():
-        raise DataError(f"{shard}: member {name!r} is a link or special file; refusing the shard")
+        raise DataIntegrityError(f"{shard}: member {name!r} is a link or special file; refusing the shard")
     return True
 
 

@@ -71,6 +71,8 @@ def _jsonl(path: Path) -> list[dict]:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise DataError(f"{path}: line {n} is not JSON ({e.msg})") from None
+                except RecursionError:
+                    raise DataIntegrityError(f"{path}: line {n} is JSON nested too deeply to read") from None
                 if not isinstance(row, dict) or any(k not in row for k in FIELDS):
                     missing = [k for k in FIELDS if not isinstance(row, dict) or k not in row]
                     raise DataError(f"{path}: line {n} lacks field(s) {missing}; expected {list(FIELDS)}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import SparcEvalError
+from ..errors import ModelLoadError, SparcEvalError
 from ..fileio import sha256_file, sha256_json
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -123,17 +123,35 @@ class ModelAdapter:
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def _checked(self, out, n: int, what: str, dims: int = 2) -> torch.Tensor:
+        """``out`` as float32 if it is a tensor of ``dims`` dimensions with one row per input and only finite
+        values, else ``ModelLoadError`` naming the model: a wrong row count would misalign every id, and
+        NaN scores rank as perfect recall (a diverged checkpoint, or fp16 overflow)."""
+        if not isinstance(out, torch.Tensor) or out.dim() != dims or out.shape[0] != n:
+            found = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ModelLoadError(f"model {self.identity.spec}: {what} of a batch of {n} came back as {found}; "
+                                 f"expected a tensor of {dims} dimensions with {n} rows (one per input)")
+        out = out.float()
+        finite = torch.isfinite(out)
+        if not bool(finite.all()):
+            rows = int((~finite).reshape(n, -1).any(1).sum())
+            raise ModelLoadError(f"model {self.identity.spec}: {what} hold NaN or inf ({rows} of {n} rows of a batch); "
+                                 f"expected finite numbers (diverged or damaged weights; with --precision fp16, an "
+                                 f"overflow: try fp32 or bf16)")
+        return out
+
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             out = self._encode_images(images.to(self.device, non_blocking=True))
-        return F.normalize(out.float(), dim=-1)
+        return F.normalize(self._checked(out, len(images), "image embeddings"), dim=-1)
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = list(texts)
         with self.autocast():
-            out = self._encode_texts(list(texts))
-        return F.normalize(out.float(), dim=-1)
+            out = self._encode_texts(texts)
+        return F.normalize(self._checked(out, len(texts), "text embeddings"), dim=-1)
 
     @torch.no_grad()
     def encode_image_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -146,13 +164,19 @@ class ModelAdapter:
     def encode_image_patches(self, images: torch.Tensor) -> PatchEmbeddings:
         with self.autocast():
             out = self._encode_image_patches(images.to(self.device, non_blocking=True))
-        return PatchEmbeddings(out.embeddings.float(), out.grid)
+        return PatchEmbeddings(self._checked(out.embeddings, len(images), "patch embeddings", 3), out.grid)
 
     @torch.no_grad()
     def encode_text_tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        texts = list(texts)
         with self.autocast():
-            tokens, mask = self._encode_text_tokens(list(texts))
-        return tokens.float(), mask.bool()
+            tokens, mask = self._encode_text_tokens(texts)
+        mask = mask.bool()
+        if (isinstance(tokens, torch.Tensor) and tokens.dim() == 3 and tokens.shape[0] == len(texts)
+                and tuple(mask.shape) == tuple(tokens.shape[:2])):
+            self._checked(tokens[mask], int(mask.sum()), "token embeddings (of real tokens)")  # padding may hold anything
+            return tokens.float(), mask
+        return self._checked(tokens, len(texts), "token embeddings", 3), mask
 
 
 @contextlib.contextmanager

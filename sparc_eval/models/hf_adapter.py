@@ -20,12 +20,13 @@ transformers 5 (encoder layers take the attention mask by keyword).
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 
 from .. import hub
-from ..checkpoint_io import folder_weights_sha256
+from ..checkpoint_io import check_finite_tensors, folder_weights_sha256
 from ..errors import ConfigError, ModelLoadError
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, UnsupportedCapability, spec_fingerprint
 from .text_batching import TrimDecision, pad_tokens, record, requested
@@ -220,12 +221,18 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
     try:
         model = cls.from_pretrained(folder, local_files_only=True, use_safetensors=None)
         processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
+    except pickle.UnpicklingError as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ModelLoadError(f"{folder}: refused to load: a weights file holds Python objects other than tensors, "
+                             f"and unpickling them could execute code ({first}). Re-save the model with "
+                             f"save_pretrained(safe_serialization=True)") from None
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelLoadError(f"{folder}: cannot load the {cls.__name__} or its processor "
-                             f"({str(e).splitlines()[0]})") from None
+                             f"({(str(e).strip().splitlines() or [type(e).__name__])[0]})") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
         transformers.logging.enable_progress_bar()
+    check_finite_tensors(model.state_dict(), folder)
     model.eval().to(device)
     ip, tok = processor.image_processor, processor.tokenizer
     ctx = int(config.text_config.max_position_embeddings)

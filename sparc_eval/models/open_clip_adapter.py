@@ -250,10 +250,12 @@ def load(spec: str, pretrained: str | None = None, *, device: torch.device, prec
         finally:
             logging.disable(logging.NOTSET)
 
+    state = load_state_dict(weights_file) if weights_file is not None else None  # refused before anything is built
     torch.manual_seed(seed)
     model = create()
     if weights_file is not None:
-        load_into(model, load_state_dict(weights_file), weights_file, f"open_clip:{arch}")
+        load_into(model, state, weights_file, f"open_clip:{arch}")
+        del state
         weights_sha = weights_sha or sha256_file(weights_file)
     else:
         weights_sha = sha256_json({"random_init": spec, "seed": seed})

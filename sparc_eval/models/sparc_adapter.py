@@ -17,12 +17,13 @@ Outputs (see ``pretrain/model.py``):
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError, SparcEvalError
+from ..errors import ModelLoadError, SparcEvalError, UnknownNameError
 from ..fileio import sha256_file
 from .base import ModelAdapter, ModelIdentity, PatchEmbeddings, spec_fingerprint
 from .open_clip_adapter import tokenizer_counts
@@ -85,19 +86,36 @@ def wrap(model, tokenizer, preprocessing: dict, identity: ModelIdentity, device:
 def load(spec: str, pretrained: str | None = None, *, device: torch.device, precision: str, name: str,
          seed: int = 0, preprocessing: dict | None = None, dense: str = "direct") -> SparcAdapter:
     """Build ``sparc:DIR`` (``pretrained`` optionally picks a step in a run folder)."""
-    from ..pretrain.checkpoint import MODEL_FILE, load_model, resolve_checkpoint
+    from ..pretrain.checkpoint import MODEL_FILE, load_model, read_config, resolve_checkpoint
     from ..pretrain.model import build_tokenizer
 
     if dense != "direct":
         raise ModelLoadError(f"--dense {dense}: sparc: models have one dense path (App. D.7: h_v then g_v); "
                              f"use --dense direct")
-    ckpt = resolve_checkpoint(Path(spec.split(":", 1)[1]), pretrained)
-    model, cfg = load_model(ckpt)
-    check_preprocessing(cfg.get("preprocessing") or {}, f"{ckpt / 'config.json'}: preprocessing")
+    target = Path(spec.split(":", 1)[1])
+    with _naming_config(target):
+        ckpt = resolve_checkpoint(target, pretrained)
+    with _naming_config(ckpt):  # the config is checked before the model is built
+        check_preprocessing(read_config(ckpt).get("preprocessing") or {}, f"{ckpt / 'config.json'}: preprocessing")
+        model, cfg = load_model(ckpt)
     pre, _ = apply_overrides({**cfg["preprocessing"], "dense": "h_v+g_v" if model.h_v is not None else "g_v",
                               "step": cfg["step"]}, preprocessing)
     identity = ModelIdentity(spec=spec, pretrained=pretrained, name=name, weights_sha256=sha256_file(ckpt / MODEL_FILE))
     return wrap(model.to(device), build_tokenizer(model.config), pre, identity, device, precision)
+
+
+@contextlib.contextmanager
+def _naming_config(ckpt: Path) -> Iterator[None]:
+    """Errors about a checkpoint's ``config.json`` name the file: an unknown architecture, or a file that is
+    not UTF-8 or nested too deeply to parse (``pretrain.checkpoint.read_config`` lets those through)."""
+    where = ckpt / "config.json"
+    try:
+        yield
+    except (RecursionError, UnicodeDecodeError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else "not UTF-8 text"
+        raise ModelLoadError(f"{where}: cannot read the checkpoint config (JSON {why})") from None
+    except UnknownNameError as e:
+        raise ModelLoadError(f"{where}: model: {e}") from None
 
 
 def fingerprint(spec: str, pretrained: str | None) -> str:
@@ -110,7 +128,8 @@ def fingerprint(spec: str, pretrained: str | None) -> str:
     extra = []
     if target.is_dir():
         try:
-            target = resolve_checkpoint(target, pretrained)
+            with _naming_config(target):
+                target = resolve_checkpoint(target, pretrained)
         except SparcEvalError:
             pass
     if target.is_dir():

@@ -15,10 +15,10 @@ import json
 import math
 from pathlib import Path
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, ResultsError
 from ..fileio import sha256_bytes
 from .aggregate import ClusterSums
-from .schema import ResultRecord
+from .schema import SCHEMA, ResultRecord
 from .store import check_finite
 
 REL_TOL = ABS_TOL = 1e-9  # recomputation agrees to ~1e-13 on every shipped task
@@ -27,9 +27,13 @@ REL_TOL = ABS_TOL = 1e-9  # recomputation agrees to ~1e-13 on every shipped task
 def verified_samples(path: Path | str, record: ResultRecord) -> list[dict]:
     """The per-sample records of the result at ``path``, after checking the result against them."""
     check_finite(record, path)
+    _check_fields(path, record)
     if record.imported or not record.samples:
         return []
     sp = record.samples_file(path)
+    if sp.exists() and not sp.is_file():  # a folder, or a FIFO or device that would block or never end
+        raise IntegrityError(f"{path}: its samples file {sp.name} is not a regular file; the result cannot be "
+                             f"checked (re-run the evaluation with --overwrite)")
     try:
         data = sp.read_bytes()
     except OSError as e:
@@ -44,6 +48,48 @@ def verified_samples(path: Path | str, record: ResultRecord) -> list[dict]:
         raise IntegrityError(f"{sp}: {len(records)} records, but {Path(path).name} stores {record.samples_count}")
     _check_metrics(path, record, records)
     return records
+
+
+def _check_fields(path: Path | str, record: ResultRecord) -> None:
+    """The fields that say how to check a result are themselves sound: ``samples`` a file name beside the
+    JSON, its sum and count of the right types and never without it, aggregation specs objects, and (v2,
+    the current writer) every metric with a bootstrap interval backed by an aggregation and a samples file
+    (intervals come only from per-sample records through an aggregation)."""
+    sums = {k: getattr(record, k) for k in ("samples_sha256", "samples_count") if getattr(record, k) is not None}
+    if record.imported:
+        if record.samples or sums:
+            raise IntegrityError(f"{path}: kind 'imported' but it names per-sample records (samples/samples_sha256); "
+                                 f"imported results never have them: the file was edited")
+        return
+    name = record.samples
+    if name is not None and (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name):
+        raise IntegrityError(f"{path}: field 'samples' is {name!r}; expected the file name of its samples file "
+                             f"beside the JSON (<task>.samples.jsonl), not a path")
+    if not name and sums:
+        raise IntegrityError(f"{path}: stores {' and '.join(sums)} but field 'samples' naming the samples file is "
+                             f"missing; the result cannot be checked (edited file)")
+    sha, count = record.samples_sha256, record.samples_count
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
+        raise IntegrityError(f"{path}: field 'samples_sha256' is {sha!r:.80}; expected a sha256 hex digest")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise IntegrityError(f"{path}: field 'samples_count' is {count!r:.80}; expected a number of records")
+    aggs = record.aggregations
+    if not isinstance(aggs, dict) or not all(isinstance(v, dict) for v in aggs.values()):
+        bad = next((k for k, v in aggs.items() if not isinstance(v, dict)), None) if isinstance(aggs, dict) else None
+        where = f"aggregations[{bad!r}]" if bad is not None else "aggregations"
+        raise IntegrityError(f"{path}: field {where} is malformed; expected an object per metric (how it is "
+                             f"recomputed from the samples)")
+    if record.schema != SCHEMA:
+        return  # v1 files (and hand-written fixtures) may carry intervals without samples
+    intervals = record.intervals if isinstance(record.intervals, dict) else {}
+    with_interval = [k for k in intervals if k in record.metrics]
+    if with_interval and not name:
+        raise IntegrityError(f"{path}: metrics {with_interval[:3]} have bootstrap intervals, which come from "
+                             f"per-sample records, but the result names no samples file (edited file)")
+    unbacked = [k for k in with_interval if k not in aggs]
+    if unbacked:
+        raise IntegrityError(f"{path}: metric {unbacked[0]!r} has a bootstrap interval but no aggregation to "
+                             f"recompute it from its samples (aggregations edited or removed)")
 
 
 def _parse(sp: Path, data: bytes) -> list[dict]:
@@ -68,7 +114,7 @@ def _check_metrics(path: Path | str, record: ResultRecord, records: list[dict]) 
                              f"file holds none")
     try:
         recomputed = ClusterSums(records, aggs).compute()
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, ResultsError) as e:
         raise IntegrityError(f"{path}: its samples do not give its metrics ({type(e).__name__}: {e})") from None
     for key, values in recomputed.items():
         stored, derived = float(record.metrics[key]), float(values[0])

@@ -54,16 +54,27 @@ def check_finite(record: ResultRecord, path: Path | str) -> None:
 def read_result(path: Path | str) -> ResultRecord:
     """Load and validate one result JSON."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO or device would block or never end
+        raise ResultsError(f"{path}: not a regular file; expected a result JSON")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ResultsError(f"{path}: cannot read result file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ResultsError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); expected a result JSON") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
                            f"the file may be truncated") from None
-    return validate(data, path)
+    except RecursionError:
+        raise ResultsError(f"{path}: JSON nested too deeply; expected a result JSON") from None
+    record = validate(data, path)
+    for key in ("n_total", "n_used", "limit"):
+        value = getattr(record.dataset, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ResultsError(f"{path}: field dataset.{key} is {value!r:.40}; expected a number of samples or null")
+    return record
 
 
 def read_samples(result_json: Path | str, result: ResultRecord | Mapping) -> list[dict]:
