@@ -205,6 +205,8 @@ def preflight(opts: EvalOptions) -> None:
         raise SparcEvalError(f"--limit {opts.limit}: expected a positive number of samples")
     if opts.role not in ROLES:
         raise SparcEvalError(f"--role {opts.role!r}: expected one of {', '.join(ROLES)}")
+    if opts.predictions is not None and not Path(opts.predictions).is_file():
+        raise SparcEvalError(f"--predictions {opts.predictions}: not a regular file; expected a captions JSON")
     if opts.write:
         writable_folder(Path(opts.output), "-o/--output")
 

@@ -14,7 +14,7 @@ Everything runs in-process (click's CliRunner) except the process-boundary cases
 start with the module (they run beside the in-process cases) and are checked at its end. Expected
 outcomes: ``error`` = refused with exit 2 naming the file or field; ``handled`` = the damage is repaired,
 skipped with a warning naming it, or harmless (exit 0, or the documented exit 1 of ``check`` and
-``data verify``). Bugs in code owned elsewhere are strict xfails saying where the fix goes.
+``data verify``).
 """
 from __future__ import annotations
 
@@ -138,12 +138,10 @@ class Case:
     make: Callable
     code: int
     names: tuple
-    xfail: str | None = None
 
 
 def table(*cases: Case) -> list:
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail else [])
-            for c in cases]
+    return [pytest.param(c, id=c.id) for c in cases]
 
 
 # == 1. result files damaged x every reader ===============================================================
@@ -317,10 +315,6 @@ def test_damaged_result_x_reader(results_base, tmp_path, damage, make, kind, nam
 
 # -- 1b. the baseline file and the options of the results commands ----------------------------------------
 
-BASELINE_BUG = ("results/baseline.py load_baseline trusts the file: it must read it as results are read (non-UTF-8 "
-                "or too deeply nested JSON -> ResultsError naming it; store.check_finite on each result; metrics "
-                "re-derived from the stored per-cluster sums as results.integrity does -> IntegrityError naming "
-                "the file, results[i] and the metric)")
 
 
 def _baseline_edit(change: Callable[[dict], object]) -> Callable[[Path, Path], Path]:
@@ -356,18 +350,14 @@ BASELINE_DAMAGE = table(
     Case("baseline-cluster-sums-garbage", _baseline_edit(lambda d: d["results"][0].update(clusters={"x": 1})), 2,
          ("edited-baseline.json", "results[0]", "per-cluster sums are malformed")),
     Case("baseline-metric-infinity", _baseline_edit(_oracle_metric(float("inf"))), 2,
-         ("edited-baseline.json", "'mean_R@1' is inf"), xfail="check passes 'within tolerance' against an "
-         "Infinity baseline value; " + BASELINE_BUG),
+         ("edited-baseline.json", "'mean_R@1' is inf")),
     Case("baseline-metric-nan", _baseline_edit(_oracle_metric(float("nan"))), 2,
-         ("edited-baseline.json", "'mean_R@1' is nan"), xfail="check says 'metric mean_R@1 is not in the baseline' "
-         "(exit 1) for a NaN baseline value; " + BASELINE_BUG),
+         ("edited-baseline.json", "'mean_R@1' is nan")),
     Case("baseline-metric-edited", _baseline_edit(_oracle_metric(99.0)), 2,
-         ("edited-baseline.json", "'mean_R@1'", "99.0"), xfail="check shows 'baseline 99.00' beside a delta "
-         "computed from sums that say 100 (exit 0); " + BASELINE_BUG),
-    Case("baseline-not-utf8", _baseline_bytes(b"\xff\xfe{"), 2, ("broken-baseline.json", "UTF-8"),
-         xfail="UnicodeDecodeError traceback; " + BASELINE_BUG),
+         ("edited-baseline.json", "'mean_R@1'", "99.0")),
+    Case("baseline-not-utf8", _baseline_bytes(b"\xff\xfe{"), 2, ("broken-baseline.json", "UTF-8")),
     Case("baseline-nested-too-deep", _baseline_bytes(b"[" * 100_000 + b"]" * 100_000), 2,
-         ("broken-baseline.json", "nested"), xfail="RecursionError traceback; " + BASELINE_BUG),
+         ("broken-baseline.json", "nested")),
 )
 
 
@@ -393,9 +383,7 @@ RESULTS_OPTIONS = table(
     Case("compare-metrics-unknown", lambda base, bl, t: ["compare", base / "perm", base / "oracle", "--metrics",
                                                           "nonexistent"], 2, ("--metrics nonexistent", "i2t_R@1")),
     Case("check-metrics-unknown", lambda base, bl, t: ["check", base, "--baseline", bl, "--metrics", "nonexistent"],
-         2, ("nonexistent", "i2t_R@1"), xfail="check --metrics nonexistent passes the gate (exit 0, 'nothing to "
-         "compare') with a warning; results/check.py load_rules/run_check should refuse a key no baseline result "
-         "reports with a ConfigError listing the known keys, as compare does"),
+         2, ("nonexistent", "i2t_R@1")),
     Case("check-tolerances-python-tag", lambda base, bl, t: ["check", base, "--baseline", bl, "--tolerances",
                                                              _yaml("!!python/object/apply:os.system ['touch "
                                                                    f"{t / 'pwned'}']\n")(t)],
@@ -461,9 +449,9 @@ BAD_TASK = "name: unk\ntype: retrieval\nversion: 1\nbogus: 1\nmain_metric: mean_
            "dataset: {format: karpathy, root: /x, annotations: a.json, split: test}\n"
 
 
-def _pre(id, args, *names, code=2, xfail=None):
+def _pre(id, args, *names, code=2):
     """A preflight case: ``args(world, tmp)`` -> extra `run` arguments after the standard oracle run."""
-    return Case(id, args, code, names, xfail)
+    return Case(id, args, code, names)
 
 
 def _std(*extra):
@@ -544,8 +532,7 @@ PREFLIGHT = table(
     _pre("models-file-bad-line", lambda w, t: ["run", "--task", TASK, "--models", _text_file("m.txt", "a,b,c,d\n")(t)],
          "m.txt:1", "spec[,pretrained][,name]"),
     _pre("models-file-not-utf8", lambda w, t: ["run", "--task", TASK, "--models", _text_file("m.txt", b"\xff\xfe")(t)],
-         "m.txt", "UTF-8", xfail="UnicodeDecodeError traceback: sparc_eval/cli/run.py _models reads --models with "
-         "read_text(); catch UnicodeDecodeError and raise UserError naming the file (as the readers do)"),
+         "m.txt", "UTF-8"),
     _pre("predictions-missing", _bare("--task", TASK, "--predictions", "/nonexistent/p.json"), "--predictions",
          "does not exist"),
     _pre("cache-dir-is-a-file", lambda w, t: [*run_args(w), "--cache-dir", _text_file("file", "x")(t)], "--cache-dir",
@@ -1216,7 +1203,6 @@ class CacheCase:
     damage: Callable[[Path], object]
     warned: tuple          # what the warning names ("" parts: no warning expected)
     images_encoded: int    # forward passes the repair costs (40: the image entry recomputed)
-    xfail: str | None = None
 
 
 CACHE_DAMAGE = [
@@ -1243,15 +1229,11 @@ CACHE_DAMAGE = [
     CacheCase("temp-file-of-a-killed-writer", lambda c: (_entry(c, "image") / ".chunk-x.safetensors.1.tmp").write_bytes(
         b"half"), (), 0),
     CacheCase("meta-nested-too-deep", lambda c: (_entry(c, "image") / "meta.json").write_text(
-        "[" * 100_000 + "]" * 100_000), ("meta.json",), 0,
-        xfail="RecursionError traceback on every later run: sparc_eval/engine/cache.py EmbeddingCache.ready/meta/"
-              "problems catch (OSError, ValueError) around json.loads(meta.json); add RecursionError so the "
-              "entry is ignored with a warning and rebuilt, like any unreadable meta.json"),
+        "[" * 100_000 + "]" * 100_000), ("meta.json",), 0),
 ]
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)]
-                                               if c.xfail else []) for c in CACHE_DAMAGE])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CACHE_DAMAGE])
 def test_damaged_cache_changes_no_number(small_world, tmp_path, cache_clean, case):
     clean, reference, samples = cache_clean
     cache = tmp_path / "cache"
@@ -1732,22 +1714,12 @@ def _run_with(option: str, name: str, task: str = TASK, model: str | None = ORAC
 
 
 FIFO_INPUTS = table(
-    Case("result-json", _results_with_fifo, 0, ("skipped", "other.json"),
-         xfail="hang: results/imported.py clip_benchmark_files opens every *.json to sniff it; skip non-regular "
-               "files (`if not p.is_file(): continue`) and catch RecursionError beside JSONDecodeError"),
-    Case("check-baseline", lambda t: _check_with("--baseline", t), 2, ("pipe.json", "not a regular file"),
-         xfail="hang: results/baseline.py load_baseline reads it; refuse a path that is not a regular file "
-               "(ResultsError naming it)"),
-    Case("check-tolerances", lambda t: _check_with("--tolerances", t), 2, ("pipe.yaml", "not a regular file"),
-         xfail="hang: results/check.py load_rules reads it; refuse a path that is not a regular file "
-               "(ConfigError naming it)"),
-    Case("run-models-file", _run_with("--models", "models.txt", model=None), 2, ("models.txt", "not a regular file"),
-         xfail="hang: sparc_eval/cli/run.py _models reads --models FILE; click.Path(exists=True) lets a FIFO "
-               "through: check models_file.is_file() (UserError naming it)"),
+    Case("result-json", _results_with_fifo, 0, ("skipped", "other.json")),
+    Case("check-baseline", lambda t: _check_with("--baseline", t), 2, ("pipe.json", "not a regular file")),
+    Case("check-tolerances", lambda t: _check_with("--tolerances", t), 2, ("pipe.yaml", "not a regular file")),
+    Case("run-models-file", _run_with("--models", "models.txt", model=None), 2, ("models.txt", "not a regular file")),
     Case("run-predictions", _run_with("--predictions", "captions.json", task="shapes-captions", model=None), 2,
-         ("captions.json", "not a regular file"),
-         xfail="hang: api.py hashes --predictions (sha256_file in _run_key and _Session.claim) before any reader "
-               "checks it; preflight should refuse a --predictions path that is not a regular file"),
+         ("captions.json", "not a regular file")),
     Case("run-pretrained", _run_with("--pretrained", "w.pt", model=TINY_OPEN_CLIP), 2, ("w.pt", "not found")),
     Case("karpathy-annotation", _dataset_fifo(dc.karpathy, "dataset_coco.json"), 2, ("dataset_coco.json", "missing")),
     Case("csv-captions", _dataset_fifo(dc.csv_retrieval, "captions.csv"), 2, ("captions.csv", "missing")),

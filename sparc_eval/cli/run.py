@@ -33,7 +33,13 @@ def _models(specs, pretrained, names, models_file: Path | None) -> list[tuple[st
 
     models = [(s, pick(pretrained, i), pick(names, i)) for i, s in enumerate(specs)]
     if models_file is not None:
-        for lineno, line in enumerate(models_file.read_text(encoding="utf-8").splitlines(), 1):
+        if not models_file.is_file():  # a FIFO would block
+            raise UserError(f"--models {models_file}: not a regular file; expected one spec[,pretrained][,name] per line")
+        try:
+            text = models_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"--models {models_file}: not UTF-8 text (byte {e.start})") from None
+        for lineno, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue

@@ -116,7 +116,7 @@ def chunk_problem(path: Path, memo: bool = True) -> str | None:
         side = json.loads(sidecar_path(path).read_text())
     except FileNotFoundError:
         return f"no checksum sidecar {sidecar_path(path).name} (written before checksums, or removed)"
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         return f"unreadable checksum sidecar ({type(e).__name__})"
     if not (isinstance(side, dict) and isinstance(side.get("sha256"), str) and _SHA256.match(side["sha256"])
             and isinstance(side.get("bytes"), int) and isinstance(side.get("tensors"), dict)):
@@ -223,7 +223,7 @@ class EmbeddingCache:
         check, else None."""
         try:
             meta = json.loads((self.entry(key) / "meta.json").read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         return meta if meta_problem(meta) is None else None
 
@@ -242,7 +242,7 @@ class EmbeddingCache:
             meta = json.loads(meta_file.read_text())
         except FileNotFoundError:
             return False
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             meta = e
         why = meta_problem(meta) if isinstance(meta, dict) else f"unreadable ({type(meta).__name__})"
         if why is not None:
@@ -396,7 +396,7 @@ class EmbeddingCache:
             try:
                 meta = json.loads(meta_file.read_text())
                 why = meta_problem(meta)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, RecursionError) as e:
                 why = f"unreadable ({type(e).__name__})"
             if why is None:
                 missing = [f"chunk-{a:09d}-{b:09d}.safetensors" for a, b in meta["chunks"]

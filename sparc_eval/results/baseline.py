@@ -30,8 +30,10 @@ from ..errors import ResultsError
 from ..fileio import atomic_write_text
 from .aggregate import ClusterSums
 from .collect import Collection, Entry, Key, pick
+from .integrity import check_derived
 from .paired import stored_sums, sums_to_json
 from .schema import validate
+from .store import check_finite, read_json_file
 
 SCHEMA = "sparc-eval/baseline/v1"
 DROPPED = ("details", "samples")
@@ -95,13 +97,7 @@ def save_baseline(collection: Collection, path: Path | str, warn: Callable[[str]
 def load_baseline(path: Path | str) -> Baseline:
     """Read and validate a baseline file; ``ResultsError`` naming the file and the bad item otherwise."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ResultsError(f"{path}: cannot read baseline file ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise ResultsError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
-                           f"the file may be truncated") from None
+    data = read_json_file(path, "a baseline file")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ResultsError(f"{path}: not a sparc-eval baseline (schema {found!r}, expected {SCHEMA!r}); "
@@ -116,6 +112,7 @@ def load_baseline(path: Path | str) -> Baseline:
         if not isinstance(item, dict):
             raise ResultsError(f"{where}: expected an object with 'result' and 'clusters'")
         result = validate(item.get("result"), where)
+        check_finite(result, where)
         entry = Entry(path, result, f"{path.name}:{result.model.name}/{result.task.name}")
         key = (entry.model, entry.task)
         if key in entries:
@@ -123,4 +120,6 @@ def load_baseline(path: Path | str) -> Baseline:
         entries[key] = entry
         clusters = item.get("clusters")
         sums[key] = stored_sums(clusters, entry.aggregations, where) if clusters else None
+        if sums[key] is not None:  # the stored values must be the ones the stored sums give
+            check_derived(where, result, sums[key].compute(), "its stored per-image sums")
     return Baseline(path, entries, sums, str(data.get("created", "")), list(data.get("sources") or []))

@@ -89,10 +89,14 @@ def load_rules(path: Path | str | None = None, tolerance: float | None = None, m
     raw: object = {}
     if path is not None:
         path = Path(path)
+        if path.exists() and not path.is_file():  # a FIFO would block
+            raise ConfigError(f"{path}: not a regular file; expected a tolerance YAML")
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except OSError as e:
             raise ConfigError(f"{path}: cannot read tolerance file ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); expected a tolerance YAML") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e})") from None
     where = str(path) if path is not None else "tolerances"
@@ -247,8 +251,9 @@ def _holm(rows: list[CheckRow]) -> int:
     return len(tested)
 
 
-def _unused_metrics(rules: Rules, baseline: Baseline) -> list[str]:
-    """Warnings for listed metrics that none of the baseline results they apply to reports (a typo?)."""
+def _check_listed_metrics(rules: Rules, baseline: Baseline) -> None:
+    """A metric listed (``--metrics`` or tolerances) that none of the baseline results it applies to reports
+    would gate nothing (a typo): ``ConfigError`` listing the keys they report."""
     reported: dict[str, set[str]] = {}
     for (_, task), e in baseline.entries.items():
         reported.setdefault(task, set()).update(e.metrics)
@@ -258,8 +263,11 @@ def _unused_metrics(rules: Rules, baseline: Baseline) -> list[str]:
         if isinstance(metrics, list):
             for k in metrics:
                 found[k] = found.get(k, False) or k in keys
-    return [f"warning: metric {k!r} (--metrics or tolerances) is in none of the baseline results it applies to; "
-            f"it gates nothing" for k, ok in sorted(found.items()) if not ok]
+    unused = sorted(k for k, ok in found.items() if not ok)
+    if unused:
+        known = sorted(set().union(*reported.values())) if reported else []
+        raise ConfigError(f"--metrics/tolerances: {', '.join(unused)} reported by none of the baseline results it "
+                          f"applies to, so it would gate nothing; known: {', '.join(known) or '(none)'}, or main, all")
 
 
 def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = None,
@@ -270,6 +278,7 @@ def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = 
     checked (on both sides).
     """
     rules = rules or Rules()
+    _check_listed_metrics(rules, baseline)
     mapping = dict(model_map or {})
     kept, conflicts = pick(e for e in collection.entries if not e.partial and not e.imported)
     warnings = [f"warning: {c.kept.model} / {c.kept.task}: {c.describe()}" for c in conflicts]
@@ -309,7 +318,6 @@ def run_check(collection: Collection, baseline: Baseline, rules: Rules | None = 
                              higher_is_better=metric_direction(e.main_metric)[0],
                              message=f"{e.label} is not in the baseline"))
     _holm(rows)
-    warnings += _unused_metrics(rules, baseline)
     flagged = {e.task: artifact_flags(e) for e in current.values() if artifact_flags(e)}
     warnings += [f"warning: {artifact_text(t, cats)}" for t, cats in sorted(flagged.items())]
     order = {s: i for i, s in enumerate(STATUSES)}

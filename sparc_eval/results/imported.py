@@ -147,7 +147,7 @@ def clip_benchmark_files(root: Path | str) -> list[Path]:
     root = Path(root)
     found = []
     for p in [root] if root.is_file() else sorted(root.rglob("*.json")):
-        if p.name.startswith("."):
+        if p.name.startswith(".") or not p.is_file():  # a FIFO would block the sniffing
             continue
         try:
             with p.open("rb") as f:
@@ -159,6 +159,6 @@ def clip_benchmark_files(root: Path | str) -> list[Path]:
         try:
             if looks_like_clip_benchmark(json.loads(p.read_text(encoding="utf-8"))):
                 found.append(p)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             continue
     return found

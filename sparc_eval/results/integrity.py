@@ -116,8 +116,16 @@ def _check_metrics(path: Path | str, record: ResultRecord, records: list[dict]) 
         recomputed = ClusterSums(records, aggs).compute()
     except (KeyError, TypeError, ValueError, AttributeError, ResultsError) as e:
         raise IntegrityError(f"{path}: its samples do not give its metrics ({type(e).__name__}: {e})") from None
-    for key, values in recomputed.items():
-        stored, derived = float(record.metrics[key]), float(values[0])
-        if not math.isclose(stored, derived, rel_tol=REL_TOL, abs_tol=ABS_TOL):
-            raise IntegrityError(f"{path}: metric {key!r} is {stored!r}, but its samples give {derived!r}: the "
-                                 f"result and its samples disagree (edited or mixed files)")
+    check_derived(path, record, recomputed, "its samples")
+
+
+def check_derived(where: Path | str, record: ResultRecord, derived: dict, source: str) -> None:
+    """Every metric of ``record`` in ``derived`` (``ClusterSums.compute()`` of its records, or of a
+    baseline's stored per-image sums) equals it to float tolerance; ``IntegrityError`` naming the metric."""
+    for key, values in derived.items():
+        if key not in record.metrics:
+            continue
+        stored, value = float(record.metrics[key]), float(values[0])
+        if not math.isclose(stored, value, rel_tol=REL_TOL, abs_tol=ABS_TOL):
+            raise IntegrityError(f"{where}: metric {key!r} is {stored!r}, but {source} give {value!r}: they "
+                                 f"disagree (edited or mixed files)")

@@ -51,25 +51,30 @@ def check_finite(record: ResultRecord, path: Path | str) -> None:
                                  f"is refused (rank and tolerance checks would be meaningless)")
 
 
-def read_result(path: Path | str) -> ResultRecord:
-    """Load and validate one result JSON."""
+def read_json_file(path: Path | str, what: str) -> object:
+    """The parsed JSON of ``path`` (``what`` it should be, for messages); ``ResultsError`` naming the file
+    for anything but a regular UTF-8 file of valid JSON (a FIFO would block, deep nesting would crash)."""
     path = Path(path)
-    if path.exists() and not path.is_file():  # a FIFO or device would block or never end
-        raise ResultsError(f"{path}: not a regular file; expected a result JSON")
+    if path.exists() and not path.is_file():
+        raise ResultsError(f"{path}: not a regular file; expected {what}")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ResultsError(f"{path}: cannot read result file ({e.strerror})") from None
+        raise ResultsError(f"{path}: cannot read {what} ({e.strerror})") from None
     except UnicodeDecodeError as e:
-        raise ResultsError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); expected a result JSON") from None
+        raise ResultsError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); expected {what}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
                            f"the file may be truncated") from None
     except RecursionError:
-        raise ResultsError(f"{path}: JSON nested too deeply; expected a result JSON") from None
-    record = validate(data, path)
+        raise ResultsError(f"{path}: JSON nested too deeply; expected {what}") from None
+
+
+def read_result(path: Path | str) -> ResultRecord:
+    """Load and validate one result JSON."""
+    record = validate(read_json_file(path, "a result JSON"), path)
     for key in ("n_total", "n_used", "limit"):
         value = getattr(record.dataset, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
