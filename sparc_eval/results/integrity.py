@@ -54,7 +54,7 @@ def _check_fields(path: Path | str, record: ResultRecord) -> None:
     """The fields that say how to check a result are themselves sound: ``samples`` a file name beside the
     JSON, its sum and count of the right types and never without it, aggregation specs objects, and (v2,
     the current writer) every metric with a bootstrap interval backed by an aggregation and a samples file
-    (intervals come only from per-sample records through an aggregation)."""
+    (intervals come only from per-sample records through an aggregation; controls excepted)."""
     sums = {k: getattr(record, k) for k in ("samples_sha256", "samples_count") if getattr(record, k) is not None}
     if record.imported:
         if record.samples or sums:
@@ -86,10 +86,22 @@ def _check_fields(path: Path | str, record: ResultRecord) -> None:
     if with_interval and not name:
         raise IntegrityError(f"{path}: metrics {with_interval[:3]} have bootstrap intervals, which come from "
                              f"per-sample records, but the result names no samples file (edited file)")
-    unbacked = [k for k in with_interval if k not in aggs]
+    unbacked = [k for k in with_interval if k not in aggs and not _is_control(k)]
     if unbacked:
         raise IntegrityError(f"{path}: metric {unbacked[0]!r} has a bootstrap interval but no aggregation to "
                              f"recompute it from its samples (aggregations edited or removed)")
+
+
+def _is_control(key: str) -> bool:
+    """Controls (``artifact_acc``, ``blind_acc``, ...) carry intervals of their own resampling, not an
+    aggregation of the samples."""
+    from ..errors import UnknownNameError
+    from ..metrics.registry import get
+
+    try:
+        return get(key).control
+    except UnknownNameError:
+        return False
 
 
 def _parse(sp: Path, data: bytes) -> list[dict]:
