@@ -432,7 +432,7 @@ def report(task: str, rows: list[dict], paths: dict) -> bool:
     ratios = [o / c for o, c in zip(ours, cb)]
     cpu_ratio = med(r["ours_cpu"] / r["cb_cpu"] for r in rows)
     print(f"\n{task}: CLIP_benchmark {med(cb):.1f} s, sparc-eval {med(ours):.1f} s (medians of {len(rows)})")
-    print(f"  ratio sparc-eval / CLIP_benchmark: per pair {', '.join(f'{r:.2f}' for r in ratios)}; median "
+    print(f"  ratio sparc-eval / CLIP_benchmark: per round {', '.join(f'{r:.2f}' for r in ratios)}; median "
           f"{med(ratios):.2f} (target <= {TARGET_RATIO:.2f}: {'met' if med(ratios) <= TARGET_RATIO else 'NOT met'}); "
           f"CPU seconds {cpu_ratio:.2f}")
     if "base" in rows[0]:
@@ -485,7 +485,7 @@ def main() -> None:
             child_explain(task, data, weights, Path(sys.argv[6]))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small workloads and one pair (< 3 min on 2 cores)")
+    ap.add_argument("--quick", action="store_true", help="small workloads and one round each (~2-3 min on 2 cores)")
     ap.add_argument("--task", choices=["retrieval", "zeroshot", "both"], default="both")
     ap.add_argument("--pairs", type=int, help="rounds per task (default: 3 for retrieval, 2 for zero-shot, whose "
                                               "CLIP_benchmark runs take ~4 min each on 2 cores; --quick: 1)")

@@ -250,10 +250,12 @@ def test_trim_text_override_is_recorded_and_changes_no_metric(small_world, tmp_p
         load_model(TINY_OPEN_CLIP, preprocessing={"trim_text": "sometimes"})
 
 
-def test_workers_and_threads_stay_within_the_cores(small_world):
+def test_workers_and_threads_stay_within_the_cores(small_world, monkeypatch):
     """On CPU images are decoded by threads between forward passes: no worker processes, and the forward
     runs on one torch thread per core; both are overridable, and torch's setting is restored."""
     from sparc_eval.data.base import get_reader
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
 
     images = get_reader("karpathy").load({"root": str(small_world), "annotations": "dataset_shapes.json",
                                           "split": "test", "image_dir": ""}).images
@@ -269,3 +271,5 @@ def test_workers_and_threads_stay_within_the_cores(small_world):
     inside.clear()
     Engine(model, cache=None, batch_size=8, progress=False, num_workers=1, threads=1).image_embeddings(images)
     assert set(inside) == {1} and torch.get_num_threads() == before
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torchrun's setting for several ranks per machine is kept
+    assert engine._threads(0) is None

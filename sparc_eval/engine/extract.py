@@ -18,8 +18,10 @@ forward in core time: a worker process beside a forward on every core would over
 one on a core of its own leaves the forward short of it. So on CPU each batch is decoded by a pool of
 threads in this process (one per core; PIL and torch release the GIL) and then encoded with one torch
 thread per core: both phases use every core in turn and never compete. On CUDA, ``min(8, cores - 1)``
-DataLoader workers overlap decoding with the GPU and torch's threads are left alone. ``num_workers``
-and ``threads`` override this (with workers, the forward gets the cores they leave).
+DataLoader workers overlap decoding with the GPU and torch's threads are left alone, as they are
+wherever ``OMP_NUM_THREADS`` is set (torchrun sets it to 1 for several ranks on one machine; images
+are then decoded serially). ``num_workers`` and ``threads`` override this (with workers, the forward
+gets the cores they leave).
 """
 from __future__ import annotations
 
@@ -177,10 +179,11 @@ class Engine:
         return 0
 
     def _threads(self, workers: int) -> int | None:
-        """Intra-op threads for a phase with ``workers`` DataLoader workers (None: leave torch's setting)."""
+        """Intra-op threads for a phase with ``workers`` DataLoader workers (None: leave torch's setting, as
+        on CUDA and wherever ``OMP_NUM_THREADS`` is set, e.g. by torchrun for several ranks per machine)."""
         if self.threads is not None:
             return self.threads
-        if self.model.device.type == "cuda":
+        if self.model.device.type == "cuda" or os.environ.get("OMP_NUM_THREADS"):
             return None
         return max(1, available_cores() - workers)
 
