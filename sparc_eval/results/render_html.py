@@ -273,7 +273,8 @@ def _seed_section(board: Board, digits: int) -> list[str]:
     head = [_sort_header("Seed group", cls="text stick model first", text=True), _sort_header("Seeds")]
     head += [_sort_header(c.label, cls=c.kind, hib=c.higher_is_better, title=describe_column(c, digits))
              for c in order]
-    out = ['<section id="seeds"><h2>Seed groups</h2>', f'<p class="muted legend-text">{esc(seed_legend(seeds))}</p>',
+    legend = seed_legend(seeds) + " On this page the differences are in each cell's tooltip, or in the cell with the toggle."
+    out = ['<section id="seeds"><h2>Seed groups</h2>', f'<p class="muted legend-text">{esc(legend)}</p>',
            '<div class="scroll"><table class="board seeds sortable">', "<thead><tr>" + "".join(head) + "</tr></thead><tbody>"]
     for row in seeds.rows:
         badge = '<span class="badge">baseline</span>' if row.group == seeds.baseline else ""
