@@ -177,7 +177,7 @@ class Reporter:
 
     def _advanced(self, ph: Phase, n: int) -> None:
         if ph._bar is not None:
-            self._progress.update(ph._bar, advance=n)
+            self._progress.update(ph._bar, advance=n, count=f"{ph.done}/{ph.total}" if ph.total is not None else "")
         elif ph.total is not None and time.perf_counter() - ph._last_line >= self.heartbeat_s and ph.done < ph.total:
             ph._last_line = time.perf_counter()
             self._emit(f"{ph.scope}: {ph.progress_line()}")
@@ -187,7 +187,6 @@ class Reporter:
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
-                MofNCompleteColumn,
                 Progress,
                 SpinnerColumn,
                 TextColumn,
@@ -197,13 +196,14 @@ class Reporter:
 
             self._console = Console(file=self.stream or sys.stderr, soft_wrap=True)
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                       console=self._console, transient=True, redirect_stdout=False,
                                       redirect_stderr=False)
             self._progress.start()
         from rich.markup import escape
 
-        return self._progress.add_task(escape(f"{ph.scope}: {ph.name}"), total=ph.total)
+        return self._progress.add_task(escape(f"{ph.scope}: {ph.name}"), total=ph.total,
+                                       count=f"0/{ph.total}" if ph.total is not None else "")
 
     def _bar_stop(self, ph: Phase) -> None:
         self._progress.remove_task(ph._bar)
@@ -223,6 +223,9 @@ class Reporter:
         t0 = time.perf_counter()
         try:
             yield times
+        except BaseException:
+            times.status = times.status or "failed"
+            raise
         finally:
             self.scope = before
             times.total = earlier + time.perf_counter() - t0
