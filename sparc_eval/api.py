@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import progress as _progress
 from .errors import SparcEvalError
 from .fileio import sha256_file, sha256_json, umask
 from .results.schema import ROLES, SCHEMA, DatasetInfo, ModelInfo, ResultRecord, TaskInfo
@@ -147,15 +148,26 @@ def run(model: Any, tasks: Sequence[str | TaskConfig] | str, opts: EvalOptions) 
     Everything a user can get wrong is checked before a model is loaded (``preflight``)."""
     preflight(opts)
     session = _Session.start(opts)
-    planned = [(task, task.build()) for task in plan([tasks] if isinstance(tasks, str) else tasks, opts)]
-    for _, instance in planned:  # every dataset is read and checked before a model loads
-        instance.load_data(opts.limit)
-    ref = identify(model, opts, session)
-    session.claim(ref)
-    try:
-        return [run_one(task, instance, ref, session, alone=len(planned) == 1) for task, instance in planned]
-    finally:
-        session.release_unused()
+    with _progress.use(session.reporter):
+        planned = [(task, task.build()) for task in plan([tasks] if isinstance(tasks, str) else tasks, opts)]
+        for task, instance in planned:  # every dataset is read and checked before a model loads
+            with _progress.phase("dataset", scope=task.config.name, bars=session.progress):
+                instance.load_data(opts.limit)
+        ref = identify(model, opts, session)
+        session.claim(ref)
+        try:
+            return [_reported(task, instance, ref, session, len(planned) == 1) for task, instance in planned]
+        finally:
+            session.release_unused()
+            session.reporter.table(f"time per task of {ref.name}")
+
+
+def _reported(task: ResolvedTask, instance: TaskType, ref: ModelRef, session: _Session, alone: bool) -> Evaluation:
+    """``run_one`` in the scope of its task: its phases are its own, and a line gives its total time."""
+    with session.reporter.task(task.config.name) as times:
+        ev = run_one(task, instance, ref, session, alone)
+        times.status = ev.status
+    return ev
 
 
 @dataclass
@@ -325,7 +337,8 @@ def run_one(task: ResolvedTask, instance: TaskType, ref: ModelRef, session: _Ses
                       predictions=Path(opts.predictions) if opts.predictions else None)
     stats_before = engine.stats.as_dict() if engine else {}
     try:
-        res = instance.evaluate(model, ctx)
+        with _progress.phase("scoring", bars=session.progress):
+            res = instance.evaluate(model, ctx)
     except UnsupportedCapability as e:
         if alone:
             raise
@@ -333,8 +346,9 @@ def run_one(task: ResolvedTask, instance: TaskType, ref: ModelRef, session: _Ses
     stats = {k: v - stats_before.get(k, 0) for k, v in engine.stats.as_dict().items()} if engine else {}
     rec = record(cfg, res, model, ref, session, RunInfo(run_key, started, time.perf_counter() - t0, stats))
     if session.write:
-        write_result(path, rec, res.records)
-        log(f"{cfg.name}: wrote {path}")
+        with _progress.phase("write", bars=False) as ph:
+            write_result(path, rec, res.records)
+            ph.note = str(path)
     return Evaluation(cfg.name, "computed", rec, path if opts.write else None)
 
 
@@ -348,8 +362,9 @@ def record(cfg: TaskConfig, res, model, ref: ModelRef, session: _Session, info: 
 
     opts, engine = session.opts, session.current_engine
     check_keys(res.metrics, f"task {cfg.name}")
-    ivals = {**res.intervals, **(intervals(res.records, res.aggregations, seed=opts.seed)
-                                 if res.records and res.aggregations else {})}
+    with _progress.phase("bootstrap", bars=session.progress):
+        ivals = {**res.intervals, **(intervals(res.records, res.aggregations, seed=opts.seed)
+                                     if res.records and res.aggregations else {})}
     identity = model.identity if model is not None else None
     provenance = {"sparc_eval": _version(), "git": session.git, "torch": torch.__version__,
                   "python": platform.python_version(),
@@ -402,6 +417,7 @@ class _Session:
     write: bool
     git: str | None
     cache: Any = None
+    reporter: _progress.Reporter = field(default_factory=_progress.Reporter)
     claimed: Path | None = None
     current_engine: Any = field(default=None, repr=False)
 
@@ -419,8 +435,10 @@ class _Session:
                 log, progress, write = (lambda m: None), False, False
         check_precision(opts.precision)
         cache_root = Path(opts.cache_dir) / "embeddings" if opts.cache_dir else None
+        reporter = _progress.current() if write or info is None else None  # the caller's, on the rank that logs
+        reporter = reporter or _progress.Reporter(log, bars=progress and _progress.for_terminal())
         return cls(opts, info, resolve_device(device), log, progress, write, _git_revision(),
-                   cache=EmbeddingCache(cache_root, warn=lambda m: log(f"warning: {m}")))
+                   cache=EmbeddingCache(cache_root, warn=lambda m: log(f"warning: {m}")), reporter=reporter)
 
     def claim(self, ref: ModelRef) -> None:
         """Bind the results folder ``<output>/<name>/`` to this model before anything runs: the first run
@@ -460,10 +478,11 @@ class _Session:
         if ref.adapter is None:
             if ref.spec == "none":
                 raise SparcEvalError("this task needs a model: pass --model")
-            self.log(f"loading model {ref.spec}" + (f" ({opts.pretrained})" if opts.pretrained else ""))
             pre = {k: v for k, v in (opts.preprocessing or {}).items() if v is not None}
-            ref.adapter = load_model(ref.spec, opts.pretrained, device=self.device, precision=opts.precision,
-                                     model_name=ref.name, seed=opts.seed, preprocessing=pre, dense=opts.dense)
+            with _progress.phase("model load", note=ref.spec + (f" ({opts.pretrained})" if opts.pretrained else ""),
+                                 bars=self.progress):
+                ref.adapter = load_model(ref.spec, opts.pretrained, device=self.device, precision=opts.precision,
+                                         model_name=ref.name, seed=opts.seed, preprocessing=pre, dense=opts.dense)
         return ref.adapter
 
     def engine(self, model, ref: ModelRef):

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sparc_eval"
 
 FLOORS: list[tuple[str, set[str]]] = [
     ("floor 0", {"sparc_eval", "errors", "fileio", "params", "names", "yamlio", "task_config", "registry",
-                 "checkpoint_io", "distributed", "open_clip_configs", "hub", "download", "clip_benchmark_names"}),
+                 "checkpoint_io", "distributed", "open_clip_configs", "hub", "download", "clip_benchmark_names",
+                 "progress"}),
     ("text", {"text"}),
     ("metrics", {"metrics"}),
     ("data", {"data"}),

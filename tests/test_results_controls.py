@@ -94,7 +94,8 @@ def test_roles_chance_marks_and_artifact_flags_on_the_board(tmp_path):
     assert [c.artifact for c in board.columns if c.key == "toy-probe"] == [["add_att"]]
     assert "50.0" in next(x for x in md.splitlines() if "*chance*" in x)
     html = render(board, "html")
-    assert 'class="role-control"' in html and "at chance</span>" in html and "⚑" in html
+    assert 'class="role-control"' in html and '<span class="chance-mark">≈</span>' in html and "⚑" in html
+    assert " · at chance" in html                                   # the mark's meaning, in the cell's tooltip
     csv = render(board, "csv")
     assert "full,,untrained,control," in csv and "below chance" in csv
 

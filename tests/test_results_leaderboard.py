@@ -56,23 +56,26 @@ def test_values_ranks_groups_and_deltas_are_the_hand_computed_ones():
                     "toy-retrieval"]
     cols = {c.key: c for c in board.columns}
     assert cols["toy-captions"].higher_is_better is False and cols["toy-captions"].metric == "CHAIR_i"
-    # CHAIR (lower is better) is left out of the means that also hold higher-is-better tasks
-    assert cols["average"].members == ["toy-classification", "toy-pairs", "toy-retrieval"]
-    assert cols["group:fine"].members == ["toy-pairs"]
+    # CHAIR (lower is better) is left out of the means that also hold higher-is-better tasks, and ODD has no
+    # toy-pairs: Average and rank are over the tasks every model has, for every row alike
+    assert cols["average"].members == ["toy-classification", "toy-retrieval"]
+    assert cols["group:fine"].members == ["toy-pairs"]                  # no shared task there: the group keeps it
     assert any("toy-captions left out" in n for n in board.notes)
+    assert any("different task sets" in n and "toy-pairs (missing for 50%_off|v2)" in n for n in board.notes)
     v = board.full.values
-    assert v.at["clip-base", "average"] == pytest.approx((40 + 60 + 70) / 3)
+    assert v.at["clip-base", "average"] == pytest.approx((40 + 60) / 2)
     assert v.at[SCRIPT, "group:coarse"] == pytest.approx((50 + 55) / 2)
     assert v.at[ODD, "group:coarse"] == pytest.approx((32 + 50) / 2)   # the later rerun is shown
-    assert math.isnan(v.at[ODD, "average"])                             # no toy-pairs: no mean of a subset
-    assert board.full.models == [SCRIPT, "R&D model", "clip-base", ODD]
-    assert list(board.full.rank.fillna(-1)) == [1, 1, 3, -1]            # tie at 60.0 shares rank 1
+    assert v.at[ODD, "average"] == pytest.approx((32 + 50) / 2)         # over the shared tasks, as every row
+    assert math.isnan(v.at[ODD, "group:fine"])                          # no toy-pairs: no mean of a subset
+    assert board.full.models == ["R&D model", SCRIPT, "clip-base", ODD]
+    assert list(board.full.rank) == [1, 2, 3, 4]
     best = board.full.best
-    assert best.at[SCRIPT, "average"] and best.at["R&D model", "average"] and not best.at["clip-base", "average"]
+    assert best.at["R&D model", "average"] and not best.at[SCRIPT, "average"]
     assert best.at[SCRIPT, "toy-captions"] and not best.at[ODD, "toy-captions"]   # 10 < 15 < 20 < 25
     assert board.full.delta.at[SCRIPT, "toy-captions"] == -10.0
     assert board.full.delta.at["R&D model", "toy-classification"] == 10.0
-    assert cols["average"].chance == pytest.approx((2 + 10 + 50) / 3) and cols["toy-captions"].chance is None
+    assert cols["average"].chance == pytest.approx((2 + 10) / 2) and cols["toy-captions"].chance is None
     assert board.full.lo.at["clip-base", "toy-pairs"] == 67.0 and math.isnan(board.full.lo.at["R&D model", "toy-pairs"])
 
 
@@ -93,7 +96,8 @@ def test_mixed_results_are_flagged_not_averaged():
     assert any("stale: task config" in r for r in reasons)
     assert board.full.values.at[ODD, "toy-retrieval"] == 32.0
     assert board.full.flags[(ODD, "group:coarse")] == ["includes flagged result(s): toy-retrieval"]
-    assert (ODD, "average") not in board.full.flags          # no value, nothing to flag
+    assert board.full.flags[(ODD, "average")] == ["includes flagged result(s): toy-retrieval"]
+    assert (ODD, "group:fine") not in board.full.flags       # no value, nothing to flag
 
 
 def test_a_newer_task_version_makes_the_others_stale(results):
@@ -101,7 +105,8 @@ def test_a_newer_task_version_makes_the_others_stale(results):
     board = build(collect([results]))
     for model in (SCRIPT, "R&D model"):
         assert board.full.flags[(model, "toy-pairs")] == ["stale: task version 1, the column uses version 2"]
-        assert board.full.flags[(model, "average")] == ["includes flagged result(s): toy-pairs"]
+        assert board.full.flags[(model, "group:fine")] == ["includes flagged result(s): toy-pairs"]
+        assert (model, "average") not in board.full.flags    # toy-pairs is not shared by every model
     assert ("clip-base", "toy-pairs") not in board.full.flags
 
 
@@ -121,14 +126,14 @@ def test_suite_fixes_columns_and_groups_and_flags_results_of_an_older_task_yaml(
     assert board.title == "Leaderboard: toy"
     assert any("outside suite 'toy' left out: toy-captions, toy-classification" in n for n in board.notes)
     assert any("no results for task(s): toy-extra; left out of Average" in n for n in board.notes)
-    assert board.full.values.at["clip-base", "group:both"] == pytest.approx((40 + 70) / 2)
-    # nobody has toy-extra: it is left out of the means (it would blank them all), its column stays empty
+    # nobody has toy-extra: it is left out of the means (it would blank them all), its column stays empty; ODD has
+    # no toy-pairs: the means are over toy-retrieval, the one task every model has
     cols = {c.key: c for c in board.columns}
-    assert cols["average"].members == ["toy-retrieval", "toy-pairs"] and cols["toy-extra"].metric is None
+    assert cols["average"].members == ["toy-retrieval"] and cols["toy-extra"].metric is None
+    assert cols["group:both"].members == ["toy-retrieval"]
     assert board.full.values["toy-extra"].isna().all()
-    assert board.full.values.at["clip-base", "average"] == pytest.approx((40 + 70) / 2)
-    assert board.full.rank.to_dict() == pytest.approx({SCRIPT: 1.0, "clip-base": 2.0, "R&D model": 2.0, ODD: math.nan},
-                                                       nan_ok=True)
+    assert board.full.values.at["clip-base", "average"] == board.full.values.at["clip-base", "group:both"] == 40
+    assert board.full.rank.to_dict() == {SCRIPT: 1.0, "R&D model": 2.0, "clip-base": 3.0, ODD: 4.0}
     assert "stale: task version 1; the task YAML is now version 2" in board.full.flags[("clip-base", "toy-pairs")]
     (include / "suites" / "other.yaml").write_text("name: other\ntasks: [toy-extra]\n")
     with pytest.raises(ResultsError, match="none of the 17 result.s. is for a task of suite 'other'"):

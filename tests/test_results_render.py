@@ -43,15 +43,19 @@ def test_markdown_escapes_user_strings_and_shows_hand_checked_cells(board):
     assert "<script" not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
     assert "R&amp;D model" in md and r"50%\_off\|v2" in md
     rows = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| ")}
-    # averages over the 3 higher-is-better tasks: (50+55+75)/3 = 60 (tie with R&D), base (40+60+70)/3
-    assert rows["&lt;script&gt;alert(1)&lt;/script&gt;"].startswith("| 1 |")
-    assert "| **60.0** (+3.3) | 52.5 (+2.5) |" in rows["&lt;script&gt;alert(1)&lt;/script&gt;"]
+    # averages over the 2 higher-is-better tasks every model has (50%_off|v2 has no toy-pairs): (50+55)/2 = 52.5,
+    # R&D (45+70)/2 = 57.5, base (40+60)/2 = 50
+    assert rows["&lt;script&gt;alert(1)&lt;/script&gt;"].startswith("| 2 |")
+    assert "| 52.5 (+2.5) | 52.5 (+2.5) |" in rows["&lt;script&gt;alert(1)&lt;/script&gt;"]
     assert rows["R&amp;D model"].startswith("| 1 |") and rows["clip-base (baseline)"].startswith("| 3 | clip-base")
     # CHAIR_i is lower-is-better: 10.0 is the best of the column
     assert "**10.0** [8.0, 12.0] (-10.0)" in rows["&lt;script&gt;alert(1)&lt;/script&gt;"]
-    # a model missing a task gets no average and no rank; its mixed rerun is flagged
-    assert rows[r"50%\_off\|v2"].startswith("| – |") and "32.0 [30.0, 34.0] (-8.0) †" in rows[r"50%\_off\|v2"]
-    assert "|  | *chance* |  | 20.7 | 6.0 | 50.0 |  | 10.0 | 50.0 | 2.0 |" in md
+    # a model missing a task is ranked over the shared tasks (a note says so), with no mean of the group it lacks;
+    # its mixed rerun is flagged
+    assert rows[r"50%\_off\|v2"].startswith("| 4 |") and "32.0 [30.0, 34.0] (-8.0) †" in rows[r"50%\_off\|v2"]
+    assert "| 41.0 (-9.0) † | 41.0 (-9.0) † | – |" in rows[r"50%\_off\|v2"]
+    assert "different task sets" in md.split("## Notes")[1]
+    assert "|  | *chance* |  | 6.0 | 6.0 | 50.0 |  | 10.0 | 50.0 | 2.0 |" in md
     partial = md.split("## Partial results")[1]
     assert "35.0 [20.0, 50.0] n=10/50" in partial and "35.0" not in md.split("## Partial results")[0]
 
@@ -60,8 +64,8 @@ def test_csv_round_trips_names_and_keeps_full_precision(board):
     rows = list(csv.DictReader(io.StringIO(render(board, "csv"))))
     full = {r["model"]: r for r in rows if r["table"] == "full"}
     assert set(full) == {SCRIPT, "R&D model", "clip-base", "50%_off|v2"}
-    assert float(full["clip-base"]["average"]) == pytest.approx(170 / 3, abs=1e-8)
-    assert full["R&D model"]["rank"] == "1" and full["50%_off|v2"]["rank"] == ""
+    assert float(full["clip-base"]["average"]) == pytest.approx(50, abs=1e-8)
+    assert full["R&D model"]["rank"] == "1" and full["50%_off|v2"]["rank"] == "4"
     assert float(full[SCRIPT]["toy-captions delta"]) == -10.0
     assert "mixed results" in full["50%_off|v2"]["flags"]
     assert [r["model"] for r in rows if r["table"] == "partial"] == ["clip-base"]

@@ -1,4 +1,4 @@
-"""``sparc-eval leaderboard | check | compare | baseline``: tables and CI gates over result files.
+"""``sparc-eval leaderboard | plot | check | compare | baseline``: tables, figures and CI gates over result files.
 
 These commands read only result JSON/JSONL files and never import torch (they start fast in a CI job
 that has only the results); everything beyond click is imported inside the commands.
@@ -67,6 +67,36 @@ def leaderboard(results, outputs, fmt, suite, include, baseline_model, title, di
     for path in outputs:
         write_board(board, path, digits, long=long_csv)
         log(f"wrote {path}")
+
+
+@click.command()
+@RESULTS
+@click.option("--task", "tasks", multiple=True, required=True, metavar="NAME",
+              help="Task, task group or Average to draw (repeatable: panels side by side).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Figure file: .pdf or .svg (vector) or .png.")
+@click.option("--width", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="1: one paper column (3.5 in), 2: two columns (7 in).")
+@click.option("--dpi", type=click.IntRange(50, 1200), default=300, show_default=True, help="Resolution of a .png.")
+@click.option("--suite", metavar="NAME", help="Columns and groups of a suite (tasks/suites/NAME.yaml).")
+@INCLUDE
+@click.option("--digits", default=1, show_default=True, type=click.IntRange(0, 6), help="Decimals in the legend.")
+def plot(results, tasks, output, width, dpi, suite, include, digits) -> None:
+    """Draw a task's (or a group's) main metric per model for a paper: a dot per model with its 95% interval as an
+    error bar, chance as a dashed line; serif 8 pt, colour-blind-safe colours, 3.5 or 7 in wide.
+
+    \b
+    sparc-eval plot results/ --task coco-retrieval -o fig.pdf
+    sparc-eval plot results/demo --suite demo --task coarse --task fine-grained --width 2 -o fig.svg
+    """
+    from ..results.collect import collect
+    from ..results.leaderboard import build
+    from ..results.plot import find_columns, plot_columns
+    from ..tasks import load_suite
+
+    board = build(collect(results, warn=log), suite=load_suite(suite, include) if suite else None)
+    plot_columns(board, find_columns(board, tasks), output, width=width, dpi=dpi, digits=digits)
+    log(f"wrote {output}")
 
 
 def _metrics_option(value: str | None):
@@ -204,4 +234,4 @@ def baseline_show(file) -> None:
     Console(width=200).print(table)
 
 
-COMMANDS = [leaderboard, check, compare, baseline]
+COMMANDS = [leaderboard, plot, check, compare, baseline]

@@ -1,6 +1,8 @@
 """``sparc-eval run``: evaluate a model on tasks or a suite."""
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import click
@@ -99,9 +101,15 @@ def _models(specs, pretrained, names, models_file: Path | None) -> list[tuple[st
                    "chance (e.g. untrained weights), or a reference such as an oracle.")
 @click.option("--seed-group", metavar="NAME",
               help="Method this model is one training seed of (default: a sparc: checkpoint card's method).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines on the terminal (--log-file still "
+                                                  "gets them).")
+@click.option("--log-format", type=click.Choice(["auto", "terminal", "plain"]), default="auto", show_default=True,
+              help="terminal: live bars; plain: one timestamped line when each phase starts and ends, no carriage "
+                   "returns (for files and CI); auto: terminal when stderr is one, else plain.")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also append the plain, timestamped log to FILE (whatever the terminal shows).")
 def run(model_specs, pretrained_list, name_list, models_file, offline, tasks, no_cache, resolution, interpolation,
-        crop, shard, allow_outside_root, quiet, **options) -> None:
+        crop, shard, allow_outside_root, quiet, log_format, log_file, **options) -> None:
     """Evaluate a model on tasks or a suite and print a results table.
 
     \b
@@ -115,8 +123,7 @@ def run(model_specs, pretrained_list, name_list, models_file, offline, tasks, no
         from ..hub import set_offline
 
         set_offline(True)  # before anything imports huggingface_hub, transformers or open_clip
-    from ..api import EvalOptions, run_models
-    from ..api import run as run_api
+    from ..api import EvalOptions
 
     models = _models(model_specs, pretrained_list, name_list, models_file)
     if not models and options["predictions"] is None:
@@ -125,9 +132,27 @@ def run(model_specs, pretrained_list, name_list, models_file, offline, tasks, no
            if v is not None}
     if allow_outside_root:
         options["params"] = (*options["params"], "allow_outside_root=true")
-    opts = EvalOptions(**options, use_cache=not no_cache, preprocessing=pre, shard=_parse_shard(shard),
-                       progress=not quiet, log=(lambda m: None) if quiet else log)
+    from .. import progress
+
+    with contextlib.ExitStack() as stack:
+        tee = None
+        if log_file is not None and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone writes it
+            try:
+                tee = stack.enter_context(open(log_file, "a", encoding="utf-8"))
+            except OSError as e:
+                raise UserError(f"--log-file {log_file}: cannot write there ({e.strerror})") from None
+        bars = not quiet and progress.for_terminal(log_format)
+        reporter = progress.Reporter(None if quiet else log, bars=bars, stamp=not bars, tee=tee)
+        opts = EvalOptions(**options, use_cache=not no_cache, preprocessing=pre, shard=_parse_shard(shard),
+                           progress=not quiet, log=reporter.log)
+        with progress.use(reporter):
+            _run(models, tasks, opts)
+
+
+def _run(models, tasks, opts) -> None:
     from .. import distributed
+    from ..api import run as run_api
+    from ..api import run_models
     from ..results.table import print_model_summary, print_run_table
 
     if len(models) <= 1:

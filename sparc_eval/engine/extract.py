@@ -36,9 +36,8 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from .. import distributed
+from .. import distributed, progress
 from ..data.base import ImageSet
 from ..data.tar_index import TarMember
 from ..errors import DataError
@@ -259,8 +258,11 @@ class Engine:
         returned. ``texts`` (text entries, distinct): each chunk is encoded in length-sorted batches, and
         which texts the model truncates is kept in the entry."""
         started = time.perf_counter()
+        kind = "texts" if what == "text" else "images"
+        detail = desc.rpartition(": ")[2]
         try:
-            return self._extract(what, key, n, produce, desc, keep, texts)
+            with progress.phase(kind, n, note=detail if detail != kind else "", bars=self.progress and self.main) as ph:
+                return self._extract(what, key, n, produce, keep, texts, ph)
         finally:
             elapsed = time.perf_counter() - started
             if what == "text":
@@ -268,18 +270,24 @@ class Engine:
             else:
                 self.stats.images_s += elapsed
 
-    def _extract(self, what: str, key: str, n: int, produce: Callable, desc: str, keep: bool,
-                 texts: list[str] | None) -> torch.Tensor | None:
+    def _extract(self, what: str, key: str, n: int, produce: Callable, keep: bool, texts: list[str] | None,
+                 ph: progress.Phase) -> torch.Tensor | None:
         chunk = self.batch_size * self.batches_per_chunk
         ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
         complete, done = self._cache_state(key, ranges)
         if complete:
+            ph.advance(n)
+            ph.note = "cached"
             self._count(what, n, 0)
             meta = self.cache.meta(key) or {}
             if texts is not None and isinstance(meta.get("truncated_rows"), list):
                 self._truncated[key] = [int(i) for i in meta["truncated_rows"]]
             return self.cache.load(key)["emb"].float() if keep else None
         todo = [r for r in ranges if r not in done]
+        cached = n - sum(b - a for a, b in todo)
+        if cached:
+            ph.advance(cached)
+            ph.note = f"{cached} cached"
         counts = None
         if texts is not None:  # one tokenization gives the length order and the truncation flags
             counts = self.model.text_token_counts(texts)
@@ -298,14 +306,13 @@ class Engine:
         current = next(bounds, None)
         block: torch.Tensor | None = None
         filled = 0
-        with tqdm(total=sum(b - a for a, b in todo), desc=desc, disable=not (self.progress and todo and self.main),
-                  unit="it", leave=False) as bar, torch_threads(self._threads(0) if what == "text" else None):
+        with torch_threads(self._threads(0) if what == "text" else None):
             for pos, emb in self._map(batches, produce):
                 if block is None:
                     block = emb.new_empty((current[1] - current[0], *emb.shape[1:]))
                 block[torch.as_tensor(batches[pos]) - current[0]] = emb  # rows back in entry order
                 filled += emb.shape[0]
-                bar.update(emb.shape[0])
+                ph.advance(emb.shape[0])
                 if filled == current[1] - current[0]:
                     block = block.to(dtype)
                     if keep:

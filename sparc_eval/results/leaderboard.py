@@ -5,8 +5,11 @@ LaTeX, HTML) only format. Decisions made here:
 
 - Columns: ``Average`` (unweighted mean of every task's main metric, as DataComp), then one column
   per group (unweighted mean of its tasks; groups from ``--suite``, or else the tasks' own
-  ``groups`` that hold at least two of the board's tasks), then one per task. A model lacking a
-  task gets no value for the aggregates that contain it (never a mean over a subset).
+  ``groups`` that hold at least two of the board's tasks), then one per task. When the models have
+  different task sets, ``Average``, rank and each group mean are over the tasks every ranked model
+  has (the same tasks for every row, never a mean over each model's own subset), and a note says
+  which tasks are left out; a group none of whose tasks is shared keeps all of them (a row lacking
+  one gets no value there). A row lacking a task of an aggregate gets no value for it.
   Lower-is-better main metrics (CHAIR) are left out of an aggregate that also holds
   higher-is-better ones, and a note says so; so are suite tasks that nobody has results for (their
   column stays, empty). A group's chance level is the mean of its tasks'.
@@ -136,6 +139,7 @@ class Board:
     suite: str | None = None
     notes: list[str] = field(default_factory=list)
     seeds: SeedTable | None = None
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def task_columns(self) -> list[Column]:
@@ -234,7 +238,8 @@ def _task_columns(tasks: Sequence[str], refs: Mapping[str, Entry], notes: list[s
     return cols
 
 
-def _aggregate(key: str, label: str, members: Sequence[Column], notes: list[str], what: str) -> Column | None:
+def _aggregate(key: str, label: str, members: Sequence[Column], notes: list[str], what: str,
+               shared: set[str] | None = None) -> Column | None:
     if not members:
         return None
     directions = {c.higher_is_better for c in members}
@@ -244,12 +249,17 @@ def _aggregate(key: str, label: str, members: Sequence[Column], notes: list[str]
         left = [c.key for c in members if not c.higher_is_better]
         notes.append(f"{label}: lower-is-better task(s) {', '.join(left)} left out of the mean "
                      f"(it mixes directions)")
+    common = [c for c in used if shared is None or c.key in shared]
+    count = f"{len(used)} task{'s' if len(used) != 1 else ''}"
+    if common and len(common) < len(used):
+        count = f"{len(common)} of {count}: those every ranked model has"
+        used = common
     chances = [c.chance for c in used]
     chance = float(np.mean(chances)) if all(ch is not None for ch in chances) else None
     units = {c.unit for c in used}
     return Column(key, label, "group" if key != AVERAGE else "average", used[0].higher_is_better,
                   unit=units.pop() if len(units) == 1 else "", chance=chance, members=[c.key for c in used],
-                  description=f"unweighted mean of {what} ({len(used)} task{'s' if len(used) != 1 else ''})")
+                  description=f"unweighted mean of {what} ({count})")
 
 
 def _groups(tasks: Sequence[str], refs: Mapping[str, Entry], suite) -> dict[str, list[str]]:
@@ -261,6 +271,23 @@ def _groups(tasks: Sequence[str], refs: Mapping[str, Entry], suite) -> dict[str,
             for g in refs[t].groups:
                 groups.setdefault(g, []).append(t)
     return {g: members for g, members in sorted(groups.items()) if len(members) > 1}
+
+
+def _shared_tasks(kept: Mapping[Key, Entry], columns: Sequence[Column], notes: list[str]) -> set[str] | None:
+    """Task keys every ranked model (every row, when none is ranked) has a value for; None when that is
+    every task (a note names what is left out otherwise)."""
+    models = sorted({m for m, _ in kept})
+    roles = {m: _role([e for (mm, _), e in kept.items() if mm == m]) for m in models}
+    ranked = [m for m in models if roles[m] == "model"] or models
+    lacking = {c.key: [m for m in ranked if (m, c.key) not in kept or math.isnan(kept[(m, c.key)].value(c.metric))]
+               for c in columns if c.metric is not None}
+    if not any(lacking.values()):
+        return None
+    shared = {t for t, ms in lacking.items() if not ms}
+    notes.append("the models have different task sets: Average, rank and group means are over the "
+                 f"{len(shared)} task(s) every ranked model has; left out: "
+                 + "; ".join(f"{t} (missing for {', '.join(ms)})" for t, ms in lacking.items() if ms))
+    return shared
 
 
 def _role(entries: Sequence[Entry]) -> str:
@@ -437,14 +464,16 @@ def build(source: Collection | Sequence[Entry], *, suite=None, baseline: str | N
         notes.append(f"no results for task(s): {', '.join(missing)}; left out of Average and the group means")
     task_cols = _task_columns(tasks, {**refs_part, **refs_full}, notes)
     by_key = {c.key: c for c in task_cols if c.metric is not None}
+    shared = _shared_tasks(kept_full, task_cols, notes) if len(tasks) > 1 else None
     aggregates: list[Column] = []
     if len(tasks) > 1:
-        avg = _aggregate(AVERAGE, "Average", list(by_key.values()), notes, "every task's main metric")
+        avg = _aggregate(AVERAGE, "Average", list(by_key.values()), notes, "every task's main metric", shared)
         if avg is not None:
             aggregates.append(avg)
-    for g, members in _groups(tasks, {**refs_part, **refs_full}, suite).items():
+    groups = _groups(tasks, {**refs_part, **refs_full}, suite)
+    for g, members in groups.items():
         col = _aggregate(f"group:{g}", g, [by_key[t] for t in members if t in by_key], notes,
-                         f"the tasks of group {g!r}")
+                         f"the tasks of group {g!r}", shared)
         if col is not None:
             aggregates.append(col)
     columns = aggregates + task_cols
@@ -468,4 +497,14 @@ def build(source: Collection | Sequence[Entry], *, suite=None, baseline: str | N
     seeds = _seed_table(list(kept_full.values()), columns, full, baseline, seed) if full.models else None
     default_title = "Leaderboard" + (f": {suite.name}" if suite is not None else "")
     return Board(title or default_title, columns, full, partial, baseline,
-                 suite.name if suite is not None else None, notes, seeds)
+                 suite.name if suite is not None else None, notes, seeds, groups)
+
+
+def aggregate_interval(table: Table, model: str, column: Column) -> tuple[float, float] | None:
+    """An aggregate column's 95% interval for ``model``: the mean of its tasks' interval ends (None unless every
+    task has one). Exact if the tasks' errors were perfectly correlated, and never narrower than the interval of
+    the mean otherwise (the standard error of a mean is at most the mean of the standard errors)."""
+    ends = [(table.lo.at[model, t], table.hi.at[model, t]) for t in column.members]
+    if not ends or any(math.isnan(a) or math.isnan(b) for a, b in ends):
+        return None
+    return float(np.mean([a for a, _ in ends])), float(np.mean([b for _, b in ends]))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import progress
 from ..data.base import get_reader
 from ..data.classification import ClassificationSet
 from ..errors import ConfigError, DataError, SparcEvalError
@@ -147,7 +148,9 @@ class LinearProbe(TaskType):
         heads, details = {}, {}
         if p["full"]:
             problem = ProbeProblem(x_tr, y_tr, n_classes, device, p["max_iter"])
-            sw = sweep(problem, x_va_dev, y_va)
+            with progress.phase("probe sweep", note=f"{len(y_tr)} train, {len(y_va)} validation images",
+                                bars=ctx.progress):
+                sw = sweep(problem, x_va_dev, y_va)
             del problem  # its centred copy of the features: the refit makes its own
             final = ProbeProblem(torch.cat([x_tr, x_va]), np.concatenate([y_tr, y_va]), n_classes, device,
                                  p["max_iter"]).fit(sw.lam, sw.probes[sw.best], tol=FINAL_TOL)
@@ -165,7 +168,8 @@ class LinearProbe(TaskType):
                 except ValueError as e:
                     raise ConfigError(f"task {name!r}: fewshot_k={k}: {e}") from None
                 problem = ProbeProblem(x_tr[idx], y_tr[idx], n_classes, device, p["max_iter"])
-                sw = sweep(problem, x_va_dev, y_va)
+                with progress.phase("probe sweep", note=f"{k}-shot, seed {ctx.seed + j}", bars=ctx.progress):
+                    sw = sweep(problem, x_va_dev, y_va)
                 probe = problem.fit(sw.lam, sw.probes[sw.best], tol=FINAL_TOL)
                 runs.append(score_counts(probe.scores(x_test_dev).cpu(), data.test.labels))
                 lams.append(sw.lam)

@@ -4,7 +4,8 @@ Reports ``i2t_R@k`` (image query, any of its captions counts), ``t2i_R@k`` (capt
 ``mean_R@k``; ties resolved by expectation (see ``metrics.retrieval``). Per-sample records hold, for
 each query, ``rank`` (non-matches strictly above its best match, i.e. its 0-based rank when ties
 are broken in its favour) and ``ties``; the cluster of every record is its image, so captions
-follow their image in the bootstrap.
+follow their image in the bootstrap. For ``examples`` image queries the record also keeps the ids of
+its top-5 captions (``top``, ``top_hit``; ``task_common.examples``), shown on the leaderboard page.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..metrics.retrieval import chance_recall, hits_at_k, recall_from_hits, retrieval_counts, topk_hits_faiss
 from ..params import Param
+from ..task_common import examples
 from .base import EvalContext, TaskResult, TaskType
 
 
@@ -28,6 +30,7 @@ class Retrieval(TaskType):
         "backend": Param("str", "exact", "exact: tie-aware counts (torch); faiss: running top-k with faiss "
                          "(ties broken arbitrarily)", choices=("exact", "faiss")),
         "per_sample": Param("bool", True, "write per-query records (needed for intervals, check, compare)"),
+        "examples": examples.PARAM,
     }
 
     @classmethod
@@ -70,9 +73,23 @@ class Retrieval(TaskType):
                    "ties": "expected value over random tie order" if p["backend"] == "exact"
                    else "broken in faiss's order", **data.info}
         records = self._records(data, i2t, t2i, ranks, ks) if p["per_sample"] else None
+        if records and p["examples"]:
+            details["examples"] = self._examples(data, img, txt, records, p["examples"])
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,
                           aggregations=aggregations if records else {}, chance=chance, details=details,
                           n_total=data.n_total_images, n_used=len(data.images), dataset_fingerprint=data.fingerprint)
+
+    @staticmethod
+    def _examples(data, img, txt, records: list[dict], count: int) -> dict:
+        """Top-5 captions of ``count`` image queries, kept in their records (the first records are the images')."""
+        idx = examples.example_indices(len(data.images), count)
+        top = examples.top_candidates(examples.rows_of(img, idx), txt)
+        texts = {}
+        for q, i in enumerate(idx):
+            records[i]["top"] = [str(data.caption_ids[j]) for j in top[q]]
+            records[i]["top_hit"] = [int(data.caption_image[j] == i) for j in top[q]]
+            texts.update({str(data.caption_ids[j]): data.captions[j] for j in top[q]})
+        return examples.examples_details(data.images, idx, "image → captions", texts)
 
     @staticmethod
     def _records(data, i2t, t2i, counts, ks) -> list[dict]:

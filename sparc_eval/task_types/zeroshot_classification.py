@@ -13,7 +13,9 @@ class name with ``{c}`` or ``{}``. The prompt set (name, source, templates, hash
 Reports ``top1``, ``top5``, ``mean_per_class_recall`` (ties by expectation, ``metrics.classification``)
 and ``top1.<subset>`` for each declared subset the data provides (ImageNet-C corruptions and
 severities). Per-sample records: id, cluster, label, pred, rank (classes strictly above the true
-one), ties, and the hit probabilities the aggregations average.
+one), ties, and the hit probabilities the aggregations average; for ``examples`` images also the
+top-5 classes (``top``, ``top_hit``; ``task_common.examples``). Class names are in ``details`` when
+there are at most ``CLASSNAMES_SHOWN`` classes (a confusion matrix on the leaderboard page).
 """
 from __future__ import annotations
 
@@ -33,12 +35,14 @@ from ..metrics.classification import (
     embedding_counts,
 )
 from ..params import Param
+from ..task_common import examples
 from ..task_common.classification import classification_result, require_classification
 from .base import EvalContext, TaskResult, TaskType
 
 SHIPPED_TEMPLATES = {"openai_imagenet": "templates_openai_imagenet.txt", "simple_imagenet": "templates_simple_imagenet.txt",
                      "cifar": "templates_cifar.txt", "shapes": "templates_shapes.txt"}
 SPECIAL_TEMPLATES = ("classname", "dataset")
+CLASSNAMES_SHOWN = 100
 
 
 @dataclass
@@ -152,6 +156,7 @@ class ZeroShotClassification(TaskType):
         "subsets": Param("list[str]", [], "subsets reported as top1.<subset> (e.g. ImageNet-C corruptions, "
                                           "severity_3)"),
         "block": Param("int", 4096, "images per block of the score computation (memory bound)", min=1),
+        "examples": examples.PARAM,
     }
 
     @classmethod
@@ -181,6 +186,17 @@ class ZeroShotClassification(TaskType):
         missing = [s for s in p["subsets"] if f"top1.{s}" not in metrics]
         if missing:
             details["subsets_without_images"] = missing
+        if data.n_classes <= CLASSNAMES_SHOWN:
+            details["classnames"] = list(data.classnames)
+        if p["examples"]:
+            idx = examples.example_indices(len(data.images), p["examples"])
+            top = examples.top_candidates(examples.rows_of(img, idx), classifier)
+            for q, i in enumerate(idx):
+                records[i]["top"] = [int(c) for c in top[q]]
+                records[i]["top_hit"] = [int(c == data.labels[i]) for c in top[q]]
+            shown = sorted({int(c) for row in top for c in row})
+            details["examples"] = examples.examples_details(data.images, idx, "image → classes",
+                                                            {str(c): data.classnames[c] for c in shown})
         return TaskResult(metrics=metrics, main_metric=self.config.main_metric, records=records,
                           aggregations=aggregations, chance=ch, details=details, n_total=data.n_total,
                           n_used=len(data.images), dataset_fingerprint=data.fingerprint)

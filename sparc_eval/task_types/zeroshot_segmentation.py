@@ -50,8 +50,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from .. import progress
 from ..data.segmentation import image_size
 from ..errors import ConfigError, SparcEvalError
 from ..metrics.segmentation import (
@@ -170,20 +170,19 @@ class ZeroShotSegmentation(TaskType):
         text, text_names = self._text(ctx, data, p)
         records: dict[int, dict] = {}
         total = zero_counts(data.num_classes)
-        bar = tqdm(total=len(data.images), desc=f"{self.config.name}: images", disable=not ctx.progress, leave=False)
 
         def finish(i: int, pred: torch.Tensor, label: np.ndarray) -> None:
             nonlocal total
             counts = intersect_and_union(pred.cpu().numpy(), label, data.num_classes, data.ignore_index)
             total = total + counts
             records[i] = self._record(data, i, counts, p)
-            bar.update(1)
+            ph.advance(1)
 
-        if p["mode"] == "whole":
-            self._whole(ctx, data, p, pre, text, finish)
-        else:
-            self._slide(ctx, data, p, pre, text, finish)
-        bar.close()
+        with progress.phase("patches", len(data.images), bars=ctx.progress) as ph:
+            if p["mode"] == "whole":
+                self._whole(ctx, data, p, pre, text, finish)
+            else:
+                self._slide(ctx, data, p, pre, text, finish)
         ordered = [records[i] for i in range(len(data.images))]
         return self._result(data, p, pre, ordered, total, text_names)
 

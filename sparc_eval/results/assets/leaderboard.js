@@ -40,11 +40,31 @@
     });
   });
 
+  // example galleries: show the model picked in the menu (without this script every model is shown)
+  Array.prototype.forEach.call(document.querySelectorAll(".gallery"), function (gallery) {
+    var select = gallery.querySelector("select");
+    if (!select) { return; }
+    function show() {
+      Array.prototype.forEach.call(gallery.querySelectorAll(".top"), function (top) {
+        top.classList.toggle("shown", top.getAttribute("data-model") === select.value);
+      });
+    }
+    gallery.classList.add("one-model");
+    select.addEventListener("change", show);
+    show();
+  });
+
   function openTarget() {
     var id = window.location.hash.slice(1);
     var el = id ? document.getElementById(id) : null;
     if (el && el.tagName === "DETAILS") { el.open = true; }
   }
   window.addEventListener("hashchange", openTarget);
+  Array.prototype.forEach.call(document.querySelectorAll("a[href^='#task-']"), function (a) {
+    a.addEventListener("click", function () {
+      var el = document.getElementById(a.getAttribute("href").slice(1));
+      if (el && el.tagName === "DETAILS") { el.open = true; }
+    });
+  });
   openTarget();
 })();
