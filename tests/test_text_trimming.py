@@ -235,14 +235,14 @@ def test_sparc_towers_trim_exactly(text_cfg):
     assert tokens.shape == ref.shape and torch.equal(mask, ref_mask) and (tokens - ref)[mask].abs().max() < 1e-5
 
 
-def test_trim_text_override_is_recorded_and_changes_no_metric(small_world, tmp_path):
-    from sparc_eval.api import evaluate
-
+def test_trim_text_override_is_recorded_and_changes_no_metric(small_world, tmp_path, runner, cli):
     out = {}
     for trim in (True, False):
         folder = tmp_path / str(trim)
-        evaluate(TINY_OPEN_CLIP, ["shapes-retrieval"], params=[f"root={small_world}"], output=folder,
-                 preprocessing={"trim_text": trim}, use_cache=False, progress=False, log=lambda m: None)
+        args = ["run", "--task", "shapes-retrieval", "--model", TINY_OPEN_CLIP, "--param", f"root={small_world}",
+                "-o", str(folder), "--no-cache", "-q", *([] if trim else ["--no-trim-text"])]
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 0, res.output
         out[trim] = json.loads(next(folder.rglob("shapes-retrieval.json")).read_text())
     assert out[True]["preprocessing"]["trim_text"] is True and out[False]["preprocessing"]["trim_text"] is False
     assert out[True]["metrics"] == out[False]["metrics"]

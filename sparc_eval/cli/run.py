@@ -87,6 +87,8 @@ def _models(specs, pretrained, names, models_file: Path | None) -> list[tuple[st
 @click.option("--resolution", type=click.IntRange(8), help="Override the image resolution.")
 @click.option("--interpolation", type=click.Choice(["bicubic", "bilinear", "nearest"]), help="Override interpolation.")
 @click.option("--crop", type=click.Choice(["center", "squash", "pad"]), help="Override the crop mode.")
+@click.option("--no-trim-text", is_flag=True,
+              help="Pad texts to the full context length (default: each batch is cut to its longest text where that is exact).")
 @click.option("--dense", type=click.Choice(["direct", "maskclip"]), default="direct", show_default=True,
               help="Dense patch-embedding path of CLIP-style ViTs.")
 @click.option("--shard", metavar="I/N", help="Run only the I-th of N interleaved slices of the task list (1-based).")
@@ -109,7 +111,7 @@ def _models(specs, pretrained, names, models_file: Path | None) -> list[tuple[st
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also append the plain, timestamped log to FILE (whatever the terminal shows).")
 def run(model_specs, pretrained_list, name_list, models_file, offline, tasks, no_cache, resolution, interpolation,
-        crop, shard, allow_outside_root, quiet, log_format, log_file, **options) -> None:
+        crop, no_trim_text, shard, allow_outside_root, quiet, log_format, log_file, **options) -> None:
     """Evaluate a model on tasks or a suite and print a results table.
 
     \b
@@ -130,6 +132,8 @@ def run(model_specs, pretrained_list, name_list, models_file, offline, tasks, no
         raise UserError("--model is required (or --models FILE, or --predictions for caption tasks)")
     pre = {k: v for k, v in (("resolution", resolution), ("interpolation", interpolation), ("crop", crop))
            if v is not None}
+    if no_trim_text:
+        pre["trim_text"] = False
     if allow_outside_root:
         options["params"] = (*options["params"], "allow_outside_root=true")
     from .. import progress

@@ -194,9 +194,13 @@ def recall_curves(rows: Sequence[Row], colours: dict[str, int]) -> str:
                    "ties counted by their expected value")
 
 
+GALLERY_QUERIES = 24  # queries shown per task: keeps the page small (~3 kB per thumbnail) whatever ``examples`` is
+
+
 def gallery(rows: Sequence[Row], gid: str) -> str:
     """Example queries (``details.examples`` + records with ``top``): the query image and, per model, its
-    top-5 candidates marked right or wrong. A menu picks the model (all are shown without script)."""
+    top-5 candidates marked right or wrong; the first ``GALLERY_QUERIES`` queries. A menu picks the model
+    (all are shown without script)."""
     queries: dict[str, str] = {}
     texts: dict[str, dict[str, str]] = {}
     tops: dict[str, dict[str, dict]] = {}
@@ -214,6 +218,7 @@ def gallery(rows: Sequence[Row], gid: str) -> str:
     models = [m for m, _ in rows if tops.get(m)]
     if not queries or not models:
         return ""
+    queries = dict(list(queries.items())[:GALLERY_QUERIES])
     opts = "".join(f'<option value="{i}">{esc(m)}</option>' for i, m in enumerate(models))
     out = [f'<div class="gallery" id="{esc(gid)}"><label class="pick">Model <select>{opts}</select></label>'
            f'<div class="queries">']
