@@ -1125,6 +1125,20 @@ def nan(pretrained=None, seed=0):
     return _with(pretrained, seed, lambda e: torch.full_like(e, float("nan")))
 
 
+def _one(e, value):
+    e = e.clone()
+    e[-1, -1] = value
+    return e
+
+
+def one_inf(pretrained=None, seed=0):
+    return _with(pretrained, seed, lambda e: _one(e, float("inf")))
+
+
+def one_minus_inf(pretrained=None, seed=0):
+    return _with(pretrained, seed, lambda e: _one(e, float("-inf")))
+
+
 def one_row(pretrained=None, seed=0):
     return _with(pretrained, seed, lambda e: e[:1])
 
@@ -1135,11 +1149,13 @@ def flat(pretrained=None, seed=0):
 
 
 @pytest.mark.parametrize("fn, names", [("nan", ("image embeddings hold NaN or inf",)),
+                                       ("one_inf", ("image embeddings hold NaN or inf (1 of",)),
+                                       ("one_minus_inf", ("image embeddings hold NaN or inf (1 of",)),
                                        ("one_row", ("came back as (1,", "one per input")),
                                        ("flat", ("expected a tensor of 2 dimensions",))])
 def test_model_returning_bad_embeddings(small_world, tmp_path, own_cache, fn, names):
-    """A model whose embeddings are NaN (was: mean_R@1 100.00, exit 0), or not one row per input (was: a
-    KeyError traceback in the engine), is refused naming the model."""
+    """A model whose embeddings are NaN (was: mean_R@1 100.00, exit 0) or hold a single infinity of either
+    sign, or not one row per input (was: a KeyError traceback in the engine), is refused naming the model."""
     src = tmp_path / "outputs.py"
     src.write_text(MODEL_OUTPUTS)
     r = invoke(*run_args(small_world, f"py:{src}:{fn}", "-o", tmp_path / "res"))
