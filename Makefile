@@ -37,16 +37,15 @@ mmcv: $(STAMP_ALL)
 # control (the bundled architecture with random weights, role control: it should sit at chance) and the
 # ground-truth oracle (role reference: the ceiling). The leaderboard's deltas and seed table are to the CLIP group;
 # compare.md holds SPARC vs CLIP over seeds. 2 seeds per method: a third would push `make demo` past 3 minutes.
+# The bundled checkpoints run in one call (one process start); each card's method is its seed group.
 # The shapes world is generated on first use; nothing is downloaded.
 DEMO_OUT := results/demo
 DEMO_SEEDS := 0 1
 DEMO_METHODS := sparc clip
+DEMO_CHECKPOINTS := $(foreach m,$(DEMO_METHODS),$(foreach s,$(DEMO_SEEDS),shapes-$(m)-seed$(s)))
 DEMO_RUN = $(BIN)/sparc-eval run --suite demo -o $(DEMO_OUT)
 demo: $(STAMP)
-	@for method in $(DEMO_METHODS); do for seed in $(DEMO_SEEDS); do \
-		$(DEMO_RUN) --model sparc:checkpoints/shapes-$$method-seed$$seed --model-name shapes-$$method-seed$$seed \
-			--role model --seed-group shapes-$$method || exit 1; \
-	done; done
+	$(DEMO_RUN) --role model $(foreach c,$(DEMO_CHECKPOINTS),--model sparc:checkpoints/$(c) --model-name $(c))
 	$(DEMO_RUN) --model py:sparc_eval.models.controls:untrained --pretrained checkpoints/shapes-sparc-seed0 \
 		--model-name untrained --role control
 	$(DEMO_RUN) --model py:sparc_eval.models.oracle:shapes_oracle --model-name oracle --role reference
